@@ -1,0 +1,170 @@
+//! Loads sysql's eBPF programs, attaches them to syscall tracepoints and reads
+//! their ring buffer. The only crate in sysql that touches aya.
+//!
+//! Needs Linux 5.8+ (BPF ring buffer) with BTF (`/sys/kernel/btf/vmlinux`) and
+//! syscall tracepoints (`CONFIG_FTRACE_SYSCALLS`), and root or CAP_BPF +
+//! CAP_PERFMON. kprobes and fentry are not used: they are missing or locked
+//! down on the kernels sysql targets.
+
+mod setup;
+
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::programs::TracePoint;
+use aya::{include_bytes_aligned, Ebpf, EbpfLoader};
+use std::time::Duration;
+use sysql_events::TABLE_COUNT;
+use tokio::io::unix::AsyncFd;
+
+pub use setup::{clock_offset_ns, preflight, SetupError};
+
+/// The compiled kernel programs (built by build.rs from `ebpf/sysql.bpf.c`).
+static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sysql.bpf.o"));
+
+/// Each program and the tracepoints it serves. Exit programs come first, so
+/// that no entry is stashed before its exit can complete it.
+const PROGRAMS: &[(&str, &[&str])] = &[
+    (
+        "sys_exit_open",
+        &[
+            "syscalls/sys_exit_open",
+            "syscalls/sys_exit_openat",
+            "syscalls/sys_exit_openat2",
+            "syscalls/sys_exit_creat",
+        ],
+    ),
+    ("sys_exit_connect", &["syscalls/sys_exit_connect"]),
+    ("sys_exit_execve", &["syscalls/sys_exit_execve", "syscalls/sys_exit_execveat"]),
+    ("sched_process_exec", &["sched/sched_process_exec"]),
+    ("sys_enter_open", &["syscalls/sys_enter_open"]),
+    ("sys_enter_openat", &["syscalls/sys_enter_openat"]),
+    ("sys_enter_openat2", &["syscalls/sys_enter_openat2"]),
+    ("sys_enter_creat", &["syscalls/sys_enter_creat"]),
+    ("sys_enter_connect", &["syscalls/sys_enter_connect"]),
+    ("sys_enter_execve", &["syscalls/sys_enter_execve"]),
+    ("sys_enter_execveat", &["syscalls/sys_enter_execveat"]),
+];
+
+/// How to load the programs.
+#[derive(Debug, Clone)]
+pub struct CaptureConfig {
+    /// Ring buffer size in bytes: a power of two, at least one page.
+    pub ring_bytes: u32,
+    /// The kernel wakes the reader once this many bytes are waiting; below it
+    /// the reader finds records on its next poll (see [`Capture::read`]).
+    pub wakeup_bytes: u64,
+    /// A process whose syscalls are never traced: sysql itself.
+    pub ignore_tgid: u32,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig { ring_bytes: 32 << 20, wakeup_bytes: 256 << 10, ignore_tgid: std::process::id() }
+    }
+}
+
+/// Loaded and attached programs, and the ring buffer they write to.
+pub struct Capture {
+    ring: AsyncFd<RingBuf<MapData>>,
+    lost: PerCpuArray<MapData, u64>,
+    tracepoints: Vec<&'static str>,
+    // Dropping the Ebpf detaches every program: keep it last and alive.
+    _ebpf: Ebpf,
+}
+
+impl Capture {
+    /// Checks the prerequisites, loads the programs and attaches them all.
+    pub fn start(config: &CaptureConfig) -> Result<Capture, SetupError> {
+        let size = config.ring_bytes;
+        if !size.is_power_of_two() || size < 4096 {
+            return Err(SetupError::Config(format!(
+                "ring buffer size {size} is not a power of two of at least 4096 bytes"
+            )));
+        }
+        preflight()?;
+        let mut ebpf = EbpfLoader::new()
+            .override_global("sysql_self_tgid", &config.ignore_tgid, true)
+            .override_global("sysql_wakeup_bytes", &config.wakeup_bytes, true)
+            .map_max_entries("sysql_events", size)
+            .load(OBJECT)
+            .map_err(setup::load_error)?;
+
+        let mut tracepoints = Vec::new();
+        for (name, points) in PROGRAMS {
+            let program: &mut TracePoint = ebpf
+                .program_mut(name)
+                .ok_or_else(|| SetupError::Load(format!("program {name} missing from the object")))?
+                .try_into()
+                .map_err(|e| SetupError::Load(format!("program {name}: {e}")))?;
+            program.load().map_err(|e| setup::program_error(name, e))?;
+            for point in *points {
+                let (category, event) = point.split_once('/').expect("category/name");
+                program.attach(category, event).map_err(|e| setup::attach_error(point, e))?;
+                tracepoints.push(*point);
+            }
+        }
+
+        let ring = ebpf.take_map("sysql_events").ok_or_else(|| SetupError::Load("no ring buffer map".into()))?;
+        let ring = RingBuf::try_from(ring).map_err(|e| SetupError::Load(format!("ring buffer: {e}")))?;
+        // AsyncFd owns the RingBuf, which owns the fd, so the fd outlives its
+        // registration: the I/O-safety concern behind the deprecation does not
+        // arise here, and `register` would need `unsafe` outside the decoder.
+        #[allow(deprecated)]
+        let ring = AsyncFd::new(ring).map_err(|e| SetupError::Load(format!("ring buffer poll: {e}")))?;
+        let lost = ebpf.take_map("sysql_lost").ok_or_else(|| SetupError::Load("no loss counter map".into()))?;
+        let lost = PerCpuArray::try_from(lost).map_err(|e| SetupError::Load(format!("loss counters: {e}")))?;
+        Ok(Capture { ring, lost, tracepoints, _ebpf: ebpf })
+    }
+
+    /// The tracepoints attached, as `category/name`.
+    pub fn tracepoints(&self) -> &[&'static str] {
+        &self.tracepoints
+    }
+
+    /// Waits until records are ready or `poll` passes, then hands every
+    /// waiting record (up to `max`) to `f`. Returns how many were read.
+    ///
+    /// The kernel side wakes the reader only past a backlog (batched
+    /// wake-ups keep the cost per event low), so `poll` bounds the delay
+    /// between a syscall and its record being read.
+    pub async fn read(&mut self, poll: Duration, max: usize, mut f: impl FnMut(&[u8])) -> std::io::Result<usize> {
+        let n = drain(self.ring.get_mut(), max, &mut f);
+        if n > 0 {
+            return Ok(n);
+        }
+        match tokio::time::timeout(poll, self.ring.readable_mut()).await {
+            Ok(guard) => {
+                let mut guard = guard?;
+                let n = drain(guard.get_inner_mut(), max, &mut f);
+                if n < max {
+                    guard.clear_ready();
+                }
+                Ok(n)
+            }
+            Err(_elapsed) => Ok(drain(self.ring.get_mut(), max, &mut f)),
+        }
+    }
+
+    /// Records the kernel could not reserve ring space for, per table
+    /// (indexed by [`sysql_events::Table`]), summed over CPUs.
+    pub fn kernel_lost(&self) -> Result<[u64; TABLE_COUNT], SetupError> {
+        let mut out = [0u64; TABLE_COUNT];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let values = self
+                .lost
+                .get(&(i as u32), 0)
+                .map_err(|e| SetupError::Load(format!("reading loss counters: {e}")))?;
+            *slot = values.iter().sum();
+        }
+        Ok(out)
+    }
+}
+
+fn drain(ring: &mut RingBuf<MapData>, max: usize, f: &mut impl FnMut(&[u8])) -> usize {
+    let mut n = 0;
+    while n < max {
+        let Some(item) = ring.next() else { break };
+        f(&item);
+        n += 1;
+    }
+    n
+}

@@ -1,0 +1,116 @@
+//! The `execs` table: execve and execveat, failed ones included. A successful
+//! exec is reported from `sched_process_exec`, so `comm` is the new program's.
+
+use super::{common_fields, text, Batch, Common};
+use crate::names::write_errno;
+use datafusion::arrow::array::{ArrayRef, BooleanBuilder, Int64Builder, StringBuilder, UInt32Builder};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use std::fmt::Write;
+use std::sync::Arc;
+use sysql_events::{ExecEvent, F_ARGV_TRUNCATED, F_PATH_TRUNCATED, F_USER_FAULT, SYS_EXECVE, SYS_EXECVEAT};
+
+pub fn schema() -> SchemaRef {
+    let mut fields = common_fields();
+    fields.extend([
+        Field::new("syscall", DataType::Utf8, false),
+        Field::new("filename", DataType::Utf8, true),
+        Field::new("argv", DataType::Utf8, false),
+        Field::new("argc", DataType::UInt32, false),
+        Field::new("argv_truncated", DataType::Boolean, false),
+        Field::new("ret", DataType::Int64, false),
+        Field::new("errno", DataType::Utf8, true),
+        Field::new("latency_ns", DataType::Int64, false),
+    ]);
+    Arc::new(Schema::new(fields))
+}
+
+pub struct ExecsBuilder {
+    schema: SchemaRef,
+    common: Common,
+    syscall: StringBuilder,
+    filename: StringBuilder,
+    argv: StringBuilder,
+    argc: UInt32Builder,
+    argv_truncated: BooleanBuilder,
+    ret: Int64Builder,
+    errno: StringBuilder,
+    latency_ns: Int64Builder,
+}
+
+impl ExecsBuilder {
+    pub fn with_capacity(rows: usize) -> Self {
+        ExecsBuilder {
+            schema: schema(),
+            common: Common::with_capacity(rows),
+            syscall: StringBuilder::with_capacity(rows, rows * 6),
+            filename: StringBuilder::with_capacity(rows, rows * 16),
+            argv: StringBuilder::with_capacity(rows, rows * 32),
+            argc: UInt32Builder::with_capacity(rows),
+            argv_truncated: BooleanBuilder::with_capacity(rows),
+            ret: Int64Builder::with_capacity(rows),
+            errno: StringBuilder::with_capacity(rows, rows),
+            latency_ns: Int64Builder::with_capacity(rows),
+        }
+    }
+
+    /// Appends one event. Returns true if the filename or argv was truncated.
+    pub fn append(&mut self, e: &ExecEvent, clock_offset_ns: i64) -> bool {
+        self.common.append(&e.h, clock_offset_ns);
+        self.syscall.append_value(match e.h.syscall {
+            SYS_EXECVE => "execve",
+            SYS_EXECVEAT => "execveat",
+            _ => "unknown",
+        });
+        let filename = e.filename();
+        if filename.is_empty() && e.h.flags & F_USER_FAULT != 0 {
+            self.filename.append_null();
+        } else {
+            self.filename.append_value(text(filename));
+        }
+        let mut argc = 0u32;
+        for (i, arg) in e.args().enumerate() {
+            if i > 0 {
+                let _ = self.argv.write_char(' ');
+            }
+            let _ = self.argv.write_str(&text(arg));
+            argc += 1;
+        }
+        self.argv.append_value("");
+        self.argc.append_value(argc);
+        let truncated = e.h.flags & (F_ARGV_TRUNCATED | F_PATH_TRUNCATED) != 0;
+        self.argv_truncated.append_value(e.h.flags & F_ARGV_TRUNCATED != 0);
+        self.ret.append_value(e.h.ret);
+        if write_errno(&mut self.errno, e.h.ret) {
+            self.errno.append_value("");
+        } else {
+            self.errno.append_null();
+        }
+        self.latency_ns.append_value(e.h.latency_ns as i64);
+        truncated
+    }
+
+    pub fn len(&self) -> usize {
+        self.common.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.common.is_empty()
+    }
+
+    pub fn finish(&mut self) -> Batch {
+        let (mut arrays, min_ts, max_ts) = self.common.finish();
+        arrays.extend::<[ArrayRef; 8]>([
+            Arc::new(self.syscall.finish()),
+            Arc::new(self.filename.finish()),
+            Arc::new(self.argv.finish()),
+            Arc::new(self.argc.finish()),
+            Arc::new(self.argv_truncated.finish()),
+            Arc::new(self.ret.finish()),
+            Arc::new(self.errno.finish()),
+            Arc::new(self.latency_ns.finish()),
+        ]);
+        let batch = RecordBatch::try_new(self.schema.clone(), arrays).expect("execs schema matches its builder");
+        Batch { batch, min_ts, max_ts }
+    }
+}

@@ -1,0 +1,136 @@
+//! The single writer: raw ring buffer records in, Arrow batches out to history.
+//!
+//! One decode pass per record, straight into the column builders: no
+//! allocation or syscall per event. Batches are flushed when a table reaches
+//! `flush_rows` rows or `flush_interval` has passed.
+
+use crate::event::connects::ConnectsBuilder;
+use crate::event::execs::ExecsBuilder;
+use crate::event::opens::OpensBuilder;
+use crate::event::Batch;
+use crate::history::History;
+use crate::stats::Stats;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use sysql_events::{decode, DecodeError, Record, Table, TABLE_COUNT, KIND_CONNECT, KIND_EXEC, KIND_OPEN};
+
+pub struct Ingest {
+    opens: OpensBuilder,
+    connects: ConnectsBuilder,
+    execs: ExecsBuilder,
+    /// Rows appended since the last publish of the counters.
+    pending: [u64; TABLE_COUNT],
+    truncated: [u64; TABLE_COUNT],
+    history: Arc<History>,
+    stats: Arc<Stats>,
+    clock_offset_ns: i64,
+    flush_rows: usize,
+    flush_interval: Duration,
+    last_flush: Instant,
+}
+
+impl Ingest {
+    pub(crate) fn new(
+        history: Arc<History>,
+        stats: Arc<Stats>,
+        clock_offset_ns: i64,
+        flush_rows: usize,
+        flush_interval: Duration,
+    ) -> Self {
+        // Builders start small and grow: a quiet table's batches stay small.
+        let start = 64;
+        Ingest {
+            opens: OpensBuilder::with_capacity(start),
+            connects: ConnectsBuilder::with_capacity(start),
+            execs: ExecsBuilder::with_capacity(start),
+            pending: [0; TABLE_COUNT],
+            truncated: [0; TABLE_COUNT],
+            history,
+            stats,
+            clock_offset_ns,
+            flush_rows: flush_rows.max(1),
+            flush_interval,
+            last_flush: Instant::now(),
+        }
+    }
+
+    /// Decodes one ring buffer record into its table. A record that cannot be
+    /// decoded is counted, never a panic.
+    pub fn push(&mut self, record: &[u8]) {
+        let off = self.clock_offset_ns;
+        let (table, truncated, full) = match decode(record) {
+            Ok(Record::Open(e)) => (Table::Opens, self.opens.append(e, off), self.opens.len() >= self.flush_rows),
+            Ok(Record::Connect(e)) => {
+                (Table::Connects, self.connects.append(e, off), self.connects.len() >= self.flush_rows)
+            }
+            Ok(Record::Exec(e)) => (Table::Execs, self.execs.append(e, off), self.execs.len() >= self.flush_rows),
+            Err(err) => {
+                self.decode_error(&err);
+                return;
+            }
+        };
+        self.pending[table as usize] += 1;
+        self.truncated[table as usize] += truncated as u64;
+        if full {
+            self.flush_table(table);
+        }
+    }
+
+    fn decode_error(&self, err: &DecodeError) {
+        let table = match err {
+            DecodeError::NotEnoughBytes { kind: KIND_OPEN, .. } => Some(Table::Opens),
+            DecodeError::NotEnoughBytes { kind: KIND_CONNECT, .. } => Some(Table::Connects),
+            DecodeError::NotEnoughBytes { kind: KIND_EXEC, .. } => Some(Table::Execs),
+            _ => None,
+        };
+        match table {
+            Some(t) => self.stats.table(t).decode_errors.fetch_add(1, Relaxed),
+            None => self.stats.unknown_records.fetch_add(1, Relaxed),
+        };
+    }
+
+    fn finish(&mut self, table: Table) -> Option<Batch> {
+        let batch = match table {
+            Table::Opens if !self.opens.is_empty() => self.opens.finish(),
+            Table::Connects if !self.connects.is_empty() => self.connects.finish(),
+            Table::Execs if !self.execs.is_empty() => self.execs.finish(),
+            _ => return None,
+        };
+        Some(batch)
+    }
+
+    fn flush_table(&mut self, table: Table) {
+        let i = table as usize;
+        if let Some(batch) = self.finish(table) {
+            self.history.insert(table, batch);
+        }
+        let t = self.stats.table(table);
+        t.captured.fetch_add(std::mem::take(&mut self.pending[i]), Relaxed);
+        t.truncated.fetch_add(std::mem::take(&mut self.truncated[i]), Relaxed);
+    }
+
+    /// The counters this writer publishes to.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// Flushes every table now.
+    pub fn flush(&mut self) {
+        for t in Table::ALL {
+            self.flush_table(t);
+        }
+        self.last_flush = Instant::now();
+    }
+
+    /// Flushes if `flush_interval` has passed, and expires old history.
+    /// Returns true if it flushed.
+    pub fn tick(&mut self, now_wall_ns: i64) -> bool {
+        if self.last_flush.elapsed() < self.flush_interval {
+            return false;
+        }
+        self.flush();
+        self.history.expire(now_wall_ns);
+        true
+    }
+}

@@ -1,0 +1,259 @@
+//! Event layouts shared by sysql's kernel programs and its user side.
+//!
+//! The C header `ebpf/include/sysql_events.h` is the one home of these layouts;
+//! the structs below mirror it field for field, and the build script checks
+//! every size and offset against the C compiler's answer, so a change on one
+//! side that is not made on the other fails the build.
+//!
+//! Reading records out of ring buffer bytes is [`decode`]: it never panics on
+//! short, garbled or misaligned input and says what was wrong instead.
+
+mod decode;
+
+pub use decode::{as_bytes, decode, zeroed, DecodeError, Pod, Record};
+
+/// Sizes, offsets and `#define`s as the C compiler sees them (build.rs).
+pub mod c_layout {
+    include!(concat!(env!("OUT_DIR"), "/c_layout.rs"));
+}
+
+/// Which table a record feeds; also the index into the kernel's loss counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum Table {
+    Opens = 0,
+    Connects = 1,
+    Execs = 2,
+}
+
+impl Table {
+    /// Every table fed by the kernel, in loss-counter order.
+    pub const ALL: [Table; TABLE_COUNT] = [Table::Opens, Table::Connects, Table::Execs];
+
+    /// The SQL name of the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Opens => "opens",
+            Table::Connects => "connects",
+            Table::Execs => "execs",
+        }
+    }
+}
+
+pub const COMM_LEN: usize = 16;
+pub const PATH_LEN: usize = 256;
+pub const FILENAME_LEN: usize = 256;
+pub const ARG_LEN: usize = 256;
+pub const ARGV_LEN: usize = 2048;
+pub const MAX_ARGS: usize = 32;
+pub const SOCKADDR_LEN: usize = 112;
+pub const TABLE_COUNT: usize = 3;
+
+pub const KIND_OPEN: u32 = 1;
+pub const KIND_CONNECT: u32 = 2;
+pub const KIND_EXEC: u32 = 3;
+
+pub const SYS_OPEN: u32 = 0;
+pub const SYS_OPENAT: u32 = 1;
+pub const SYS_OPENAT2: u32 = 2;
+pub const SYS_CREAT: u32 = 3;
+pub const SYS_CONNECT: u32 = 0;
+pub const SYS_EXECVE: u32 = 0;
+pub const SYS_EXECVEAT: u32 = 1;
+
+/// Header flag: the path or filename was longer than its buffer.
+pub const F_PATH_TRUNCATED: u32 = 1 << 0;
+/// Header flag: more arguments or argument bytes than were captured.
+pub const F_ARGV_TRUNCATED: u32 = 1 << 1;
+/// Header flag: a user-space pointer could not be read.
+pub const F_USER_FAULT: u32 = 1 << 2;
+/// Header flag: the caller's addrlen was larger than the captured address.
+pub const F_ADDR_TRUNCATED: u32 = 1 << 3;
+
+/// Common to every record (`struct sysql_header`).
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct Header {
+    pub kind: u32,
+    pub syscall: u32,
+    pub ts_boot_ns: u64,
+    pub latency_ns: u64,
+    pub cgroup_id: u64,
+    pub ret: i64,
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub flags: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// open, openat, openat2, creat (`struct sysql_open_event`).
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct OpenEvent {
+    pub h: Header,
+    pub flags: u64,
+    pub dfd: i32,
+    pub mode: u32,
+    pub path_len: u32,
+    pub _pad: u32,
+    pub path: [u8; PATH_LEN],
+}
+
+/// connect (`struct sysql_connect_event`).
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct ConnectEvent {
+    pub h: Header,
+    pub fd: i32,
+    pub addrlen: u32,
+    pub sk_family: u16,
+    pub sk_type: u16,
+    pub sk_protocol: u16,
+    pub _pad: u16,
+    pub addr: [u8; SOCKADDR_LEN],
+}
+
+/// execve, execveat (`struct sysql_exec_event`).
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct ExecEvent {
+    pub h: Header,
+    pub filename_len: u32,
+    pub argv_len: u32,
+    pub argc: u32,
+    pub dfd: i32,
+    pub filename: [u8; FILENAME_LEN],
+    pub argv: [u8; ARGV_LEN],
+}
+
+/// Bytes up to the first NUL, at most `len` of them.
+fn c_str(buf: &[u8], len: usize) -> &[u8] {
+    let buf = &buf[..len.min(buf.len())];
+    match buf.iter().position(|&b| b == 0) {
+        Some(end) => &buf[..end],
+        None => buf,
+    }
+}
+
+impl Header {
+    /// The task's command name, without the trailing NULs.
+    pub fn comm(&self) -> &[u8] {
+        c_str(&self.comm, COMM_LEN)
+    }
+}
+
+impl OpenEvent {
+    /// The path as passed to the syscall (possibly truncated, see the flags).
+    pub fn path(&self) -> &[u8] {
+        c_str(&self.path, self.path_len as usize)
+    }
+}
+
+impl ExecEvent {
+    /// The filename as passed to the syscall.
+    pub fn filename(&self) -> &[u8] {
+        c_str(&self.filename, self.filename_len as usize)
+    }
+
+    /// The captured arguments, in order.
+    pub fn args(&self) -> impl Iterator<Item = &[u8]> {
+        let used = (self.argv_len as usize).min(ARGV_LEN);
+        let mut rest = &self.argv[..used];
+        let mut left = self.argc as usize;
+        std::iter::from_fn(move || {
+            if left == 0 || rest.is_empty() {
+                return None;
+            }
+            left -= 1;
+            let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+            let arg = &rest[..end];
+            rest = rest.get(end + 1..).unwrap_or(&[]);
+            Some(arg)
+        })
+    }
+}
+
+impl ConnectEvent {
+    /// The captured part of the sockaddr.
+    pub fn addr(&self) -> &[u8] {
+        &self.addr[..(self.addrlen as usize).min(SOCKADDR_LEN)]
+    }
+}
+
+/// Compile-time proof that the Rust mirror matches the C header.
+mod layout_check {
+    use super::c_layout::*;
+    use super::*;
+    use core::mem::{offset_of, size_of};
+
+    macro_rules! same {
+        ($a:expr, $b:expr) => {
+            const _: () = assert!($a == $b, "sysql_events.h and sysql-events disagree");
+        };
+    }
+
+    same!(size_of::<Header>(), HEADER_SIZE);
+    same!(offset_of!(Header, syscall), HEADER_SYSCALL);
+    same!(offset_of!(Header, ts_boot_ns), HEADER_TS);
+    same!(offset_of!(Header, latency_ns), HEADER_LATENCY);
+    same!(offset_of!(Header, cgroup_id), HEADER_CGROUP);
+    same!(offset_of!(Header, ret), HEADER_RET);
+    same!(offset_of!(Header, pid), HEADER_PID);
+    same!(offset_of!(Header, tid), HEADER_TID);
+    same!(offset_of!(Header, ppid), HEADER_PPID);
+    same!(offset_of!(Header, uid), HEADER_UID);
+    same!(offset_of!(Header, gid), HEADER_GID);
+    same!(offset_of!(Header, flags), HEADER_FLAGS);
+    same!(offset_of!(Header, comm), HEADER_COMM);
+
+    same!(size_of::<OpenEvent>(), OPEN_SIZE);
+    same!(offset_of!(OpenEvent, flags), OPEN_FLAGS);
+    same!(offset_of!(OpenEvent, dfd), OPEN_DFD);
+    same!(offset_of!(OpenEvent, mode), OPEN_MODE);
+    same!(offset_of!(OpenEvent, path_len), OPEN_PATH_LEN);
+    same!(offset_of!(OpenEvent, path), OPEN_PATH);
+
+    same!(size_of::<ConnectEvent>(), CONNECT_SIZE);
+    same!(offset_of!(ConnectEvent, fd), CONNECT_FD);
+    same!(offset_of!(ConnectEvent, addrlen), CONNECT_ADDRLEN);
+    same!(offset_of!(ConnectEvent, sk_family), CONNECT_SK_FAMILY);
+    same!(offset_of!(ConnectEvent, sk_type), CONNECT_SK_TYPE);
+    same!(offset_of!(ConnectEvent, sk_protocol), CONNECT_SK_PROTOCOL);
+    same!(offset_of!(ConnectEvent, addr), CONNECT_ADDR);
+
+    same!(size_of::<ExecEvent>(), EXEC_SIZE);
+    same!(offset_of!(ExecEvent, filename_len), EXEC_FILENAME_LEN);
+    same!(offset_of!(ExecEvent, argv_len), EXEC_ARGV_LEN);
+    same!(offset_of!(ExecEvent, argc), EXEC_ARGC);
+    same!(offset_of!(ExecEvent, dfd), EXEC_DFD);
+    same!(offset_of!(ExecEvent, filename), EXEC_FILENAME);
+    same!(offset_of!(ExecEvent, argv), EXEC_ARGV);
+
+    same!(COMM_LEN as u64, C_SYSQL_COMM_LEN);
+    same!(PATH_LEN as u64, C_SYSQL_PATH_LEN);
+    same!(FILENAME_LEN as u64, C_SYSQL_FILENAME_LEN);
+    same!(ARG_LEN as u64, C_SYSQL_ARG_LEN);
+    same!(ARGV_LEN as u64, C_SYSQL_ARGV_LEN);
+    same!(MAX_ARGS as u64, C_SYSQL_MAX_ARGS);
+    same!(SOCKADDR_LEN as u64, C_SYSQL_SOCKADDR_LEN);
+    same!(KIND_OPEN as u64, C_SYSQL_KIND_OPEN);
+    same!(KIND_CONNECT as u64, C_SYSQL_KIND_CONNECT);
+    same!(KIND_EXEC as u64, C_SYSQL_KIND_EXEC);
+    same!(Table::Opens as u64, C_SYSQL_TABLE_OPENS);
+    same!(Table::Connects as u64, C_SYSQL_TABLE_CONNECTS);
+    same!(Table::Execs as u64, C_SYSQL_TABLE_EXECS);
+    same!(TABLE_COUNT as u64, C_SYSQL_TABLE_COUNT);
+    same!(SYS_OPEN as u64, C_SYSQL_SYS_OPEN);
+    same!(SYS_OPENAT as u64, C_SYSQL_SYS_OPENAT);
+    same!(SYS_OPENAT2 as u64, C_SYSQL_SYS_OPENAT2);
+    same!(SYS_CREAT as u64, C_SYSQL_SYS_CREAT);
+    same!(SYS_EXECVE as u64, C_SYSQL_SYS_EXECVE);
+    same!(SYS_EXECVEAT as u64, C_SYSQL_SYS_EXECVEAT);
+    same!(F_PATH_TRUNCATED as u64, C_SYSQL_F_PATH_TRUNCATED);
+    same!(F_ARGV_TRUNCATED as u64, C_SYSQL_F_ARGV_TRUNCATED);
+    same!(F_USER_FAULT as u64, C_SYSQL_F_USER_FAULT);
+    same!(F_ADDR_TRUNCATED as u64, C_SYSQL_F_ADDR_TRUNCATED);
+}

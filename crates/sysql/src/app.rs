@@ -1,0 +1,97 @@
+//! Wiring: the capture feeds the engine on a reader task; the shell and
+//! one-shot commands query the engine's tables.
+
+use anyhow::Context;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use sysql_capture::{Capture, CaptureConfig, SetupError};
+use sysql_engine::{Engine, EngineConfig, Ingest};
+use tokio::sync::{mpsc, oneshot};
+
+/// How long the reader waits for the kernel's wake-up before it looks at the
+/// ring anyway (the kernel batches wake-ups): bounds syscall-to-table delay.
+const POLL: Duration = Duration::from_millis(10);
+/// Records handed over per read, so flush and sync requests are not starved.
+const READ_BATCH: usize = 65536;
+/// How often the kernel's loss counters are copied into `sysql_stats`.
+const LOSS_REFRESH: Duration = Duration::from_millis(250);
+
+/// A running capture.
+pub struct Running {
+    pub engine: Engine,
+    sync: mpsc::Sender<oneshot::Sender<()>>,
+}
+
+impl Running {
+    /// Returns once every event the kernel had produced when it was called is
+    /// in the tables (and the loss counters are current).
+    pub async fn sync(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.sync.send(tx).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+pub fn now_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+/// Loads the kernel programs and starts the reader task on the runtime.
+pub fn start(
+    rt: &tokio::runtime::Runtime,
+    history: Duration,
+    history_memory: u64,
+    ring_size: u64,
+) -> Result<Running, SetupError> {
+    let ring_bytes = u32::try_from(ring_size)
+        .map_err(|_| SetupError::Config(format!("ring buffer size {ring_size} is larger than 2 GiB")))?;
+    let config = CaptureConfig { ring_bytes, ..CaptureConfig::default() };
+    // AsyncFd registration needs the runtime's reactor.
+    let capture = rt.block_on(async { Capture::start(&config) })?;
+    let engine = Engine::new(EngineConfig {
+        retention: history,
+        memory_cap_bytes: usize::try_from(history_memory).unwrap_or(usize::MAX),
+        clock_offset_ns: sysql_capture::clock_offset_ns(),
+        ..EngineConfig::default()
+    });
+    let (sync, requests) = mpsc::channel(16);
+    let ingest = engine.ingest();
+    rt.spawn(async move {
+        if let Err(e) = read_loop(capture, ingest, requests).await {
+            eprintln!("sysql: capture stopped: {e:#}");
+        }
+    });
+    Ok(Running { engine, sync })
+}
+
+async fn read_loop(
+    mut capture: Capture,
+    mut ingest: Ingest,
+    mut requests: mpsc::Receiver<oneshot::Sender<()>>,
+) -> anyhow::Result<()> {
+    let stats = ingest_stats(&ingest);
+    let mut last_loss = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            n = capture.read(POLL, READ_BATCH, |rec| ingest.push(rec)) => {
+                n.context("reading the ring buffer")?;
+            }
+            Some(reply) = requests.recv() => {
+                // Drain everything already in the ring, then publish.
+                while capture.read(Duration::ZERO, READ_BATCH, |rec| ingest.push(rec)).await? > 0 {}
+                ingest.flush();
+                stats.set_kernel_lost(capture.kernel_lost()?);
+                let _ = reply.send(());
+            }
+        }
+        ingest.tick(now_ns());
+        if last_loss.elapsed() >= LOSS_REFRESH {
+            stats.set_kernel_lost(capture.kernel_lost()?);
+            last_loss = std::time::Instant::now();
+        }
+    }
+}
+
+fn ingest_stats(ingest: &Ingest) -> std::sync::Arc<sysql_engine::Stats> {
+    ingest.stats().clone()
+}

@@ -1,0 +1,129 @@
+//! Command-line arguments, and the duration and size values they take.
+
+use crate::print::Format;
+use clap::Parser;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// SQL over live Linux syscalls.
+///
+/// With no -c or -f, starts an interactive shell over the live capture.
+#[derive(Debug, Parser)]
+#[command(name = "sysql", version, about, long_about = None)]
+pub struct Args {
+    /// Run this SQL (one or more `;`-separated statements) and exit.
+    #[arg(short = 'c', long = "command", value_name = "SQL", conflicts_with = "file")]
+    pub command: Option<String>,
+
+    /// Run the statements in this file and exit.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// With -c or -f: capture for this long first (e.g. 500ms, 5s, 2m, 1h).
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+    pub capture_for: Option<Duration>,
+
+    /// Output format.
+    #[arg(long, value_name = "FORMAT", default_value = "table")]
+    pub format: Format,
+
+    /// Print at most this many rows of a result (table format).
+    #[arg(long, value_name = "N")]
+    pub maxrows: Option<usize>,
+
+    /// How long each table keeps events.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub history: Duration,
+
+    /// Memory for history, all tables together (e.g. 512MiB, 2GiB); the
+    /// oldest events are evicted first, and counted, past it.
+    #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = parse_size)]
+    pub history_memory: u64,
+
+    /// Kernel ring buffer size (a power of two).
+    #[arg(long, value_name = "BYTES", default_value = "32MiB", value_parser = parse_size)]
+    pub ring_size: u64,
+
+    /// Shell history file (default ~/.sysql_history; created mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub history_file: Option<PathBuf>,
+}
+
+/// Parses `500ms`, `5s`, `2m`, `1h`, `1d`, and sums like `1h30m`. A bare
+/// number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let err = || format!("invalid duration '{s}': expected e.g. 500ms, 5s, 2m, 1h");
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(err());
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| err());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(err)?;
+        let value: f64 = rest[..digits].parse().map_err(|_| err())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" => 1e-6,
+            "ms" => 1e-3,
+            "s" | "sec" => 1.0,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            _ => return Err(err()),
+        };
+        rest = &rest[unit_len..];
+        total += Duration::try_from_secs_f64(value * scale).map_err(|_| err())?;
+    }
+    Ok(total)
+}
+
+/// Parses `4096`, `64KiB`, `32MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, ...,
+/// all powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let err = || format!("invalid size '{s}': expected e.g. 4096, 64KiB, 32MiB, 1GiB");
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..split].parse().map_err(|_| err())?;
+    let shift = match t[split..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(err()),
+    };
+    n.checked_mul(1 << shift).ok_or_else(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("32MiB"), Ok(32 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert!(parse_size("1.5G").is_err());
+        assert!(parse_size("lots").is_err());
+    }
+}

@@ -1,0 +1,428 @@
+//! Runs SQL text: plans each statement, collects bounded results, streams unbounded (live) ones,
+//! and lets Ctrl-C cancel the running query rather than the process.
+
+use std::fmt;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::error::DataFusionError;
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::{collect, execute_stream, ExecutionPlan, ExecutionPlanProperties};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::{DFParserBuilder, Statement};
+use datafusion::sql::sqlparser::dialect::dialect_from_str;
+use datafusion::sql::sqlparser::parser::ParserError;
+use futures::StreamExt;
+
+use crate::print::{Printer, StreamPrinter};
+
+/// Why a statement did not complete.
+#[derive(Debug)]
+pub enum ExecError {
+    /// The statement failed to parse, plan or execute; the message is one line.
+    Sql(String),
+    /// Ctrl-C cancelled the query. Rows already streamed have been printed, with their footer.
+    Cancelled,
+    /// Writing the result failed, e.g. with [`std::io::ErrorKind::BrokenPipe`].
+    Output(std::io::Error),
+}
+
+impl fmt::Display for ExecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExecError::Sql(message) => f.write_str(message),
+            ExecError::Cancelled => f.write_str("query cancelled"),
+            ExecError::Output(e) => write!(f, "cannot write output: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ExecError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ExecError::Output(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<anyhow::Error> for ExecError {
+    /// Printing errors: an I/O error stays one, anything else (an Arrow encoding error) is
+    /// reported like a query error.
+    fn from(err: anyhow::Error) -> Self {
+        match err.downcast::<std::io::Error>() {
+            Ok(io) => ExecError::Output(io),
+            Err(other) => ExecError::Sql(one_line(&other.to_string())),
+        }
+    }
+}
+
+/// Runs every `;`-separated statement of `sql` in order and prints each result with `printer`.
+///
+/// Returns the number of rows of all results together. The whole text is parsed before anything
+/// runs, so a syntax error in a later statement runs nothing. Text that holds only whitespace and
+/// comments is a no-op returning `Ok(0)`. The first failing statement stops the rest.
+pub async fn run_sql(
+    ctx: &SessionContext,
+    sql: &str,
+    printer: &Printer,
+    out: &mut (dyn Write + Send),
+) -> Result<usize, ExecError> {
+    let qualifier = default_qualifier(ctx);
+    let statements = parse(ctx, sql).map_err(|e| sql_error(&e, &qualifier))?;
+    let mut rows = 0;
+    for statement in statements {
+        rows += run_statement(ctx, statement, printer, out)
+            .await
+            .map_err(|e| match e {
+                Failure::DataFusion(e) => sql_error(&e, &qualifier),
+                Failure::Exec(e) => e,
+            })?;
+    }
+    Ok(rows)
+}
+
+/// Errors inside one statement, before they are turned into a message.
+enum Failure {
+    DataFusion(DataFusionError),
+    Exec(ExecError),
+}
+
+impl From<DataFusionError> for Failure {
+    fn from(e: DataFusionError) -> Self {
+        Failure::DataFusion(e)
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Exec(e.into())
+    }
+}
+
+fn parse(ctx: &SessionContext, sql: &str) -> datafusion::error::Result<Vec<Statement>> {
+    let state = ctx.state();
+    let options = state.config().options();
+    let dialect_name = options.sql_parser.dialect;
+    let dialect = dialect_from_str(dialect_name).ok_or_else(|| {
+        DataFusionError::Configuration(format!("unsupported SQL dialect {dialect_name}"))
+    })?;
+    let statements = DFParserBuilder::new(sql)
+        .with_dialect(dialect.as_ref())
+        .with_recursion_limit(options.sql_parser.recursion_limit.get())
+        .build()?
+        .parse_statements()?;
+    Ok(statements.into())
+}
+
+async fn run_statement(
+    ctx: &SessionContext,
+    statement: Statement,
+    printer: &Printer,
+    out: &mut (dyn Write + Send),
+) -> Result<usize, Failure> {
+    let start = Instant::now();
+    // Planning can take a while too (a live table may probe the kernel), so it is cancellable.
+    let plan = tokio::select! {
+        plan = plan(ctx, statement) => plan?,
+        _ = interrupted() => return Err(Failure::Exec(ExecError::Cancelled)),
+    };
+    let task = ctx.task_ctx();
+    if plan.boundedness().is_unbounded() {
+        return stream(plan, task, printer, out, start).await;
+    }
+    let schema = plan.schema();
+    let batches = tokio::select! {
+        batches = collect(plan, task) => batches?,
+        _ = interrupted() => return Err(Failure::Exec(ExecError::Cancelled)),
+    };
+    let rows = batches.iter().map(|b| b.num_rows()).sum();
+    printer.print_batches(out, &schema, &batches)?;
+    printer.print_footer(out, rows, start.elapsed())?;
+    Ok(rows)
+}
+
+async fn plan(
+    ctx: &SessionContext,
+    statement: Statement,
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    let logical = ctx.state().statement_to_plan(statement).await?;
+    // `execute_logical_plan` also performs DDL (CREATE VIEW, SET, ...) against the context.
+    let frame = ctx.execute_logical_plan(logical).await?;
+    frame.create_physical_plan().await
+}
+
+/// Prints an unbounded result batch by batch until it ends, fails or Ctrl-C is pressed.
+async fn stream(
+    plan: Arc<dyn ExecutionPlan>,
+    task: Arc<TaskContext>,
+    printer: &Printer,
+    out: &mut (dyn Write + Send),
+    start: Instant,
+) -> Result<usize, Failure> {
+    let mut printer_state = StreamPrinter::new(printer, plan.schema());
+    let mut batches = execute_stream(plan, task)?;
+    let interrupt = interrupted();
+    tokio::pin!(interrupt);
+    let outcome = loop {
+        tokio::select! {
+            next = batches.next() => match next {
+                Some(Ok(batch)) => printer_state.push(out, &batch)?,
+                Some(Err(e)) => break Err(Failure::DataFusion(e)),
+                None => break Ok(()),
+            },
+            _ = &mut interrupt => break Err(Failure::Exec(ExecError::Cancelled)),
+        }
+    };
+    // Stop the sources before printing the footer.
+    drop(batches);
+    printer_state.finish(out)?;
+    let rows = printer_state.rows();
+    printer.print_footer(out, rows, start.elapsed())?;
+    outcome.map(|()| rows)
+}
+
+/// Resolves on Ctrl-C. If the handler cannot be installed, never resolves: the query then simply
+/// cannot be cancelled, which beats failing it.
+async fn interrupted() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The `catalog.schema.` prefix DataFusion puts in front of unqualified table names.
+pub fn default_qualifier(ctx: &SessionContext) -> String {
+    let state = ctx.state();
+    let catalog = &state.config().options().catalog;
+    format!("{}.{}.", catalog.default_catalog, catalog.default_schema)
+}
+
+fn sql_error(err: &DataFusionError, qualifier: &str) -> ExecError {
+    ExecError::Sql(error_message(err, qualifier))
+}
+
+/// Turns a DataFusion error into one readable line.
+///
+/// Wrappers (context, diagnostics, shared and external errors) are unwrapped down to the error
+/// that says what went wrong, its category prefix ("Error during planning: ") is dropped where the
+/// message speaks for itself, a backtrace or bug-report boilerplate is cut, the default
+/// `qualifier` (`datafusion.public.`) is removed from table names, and what remains is joined onto
+/// one line.
+pub fn error_message(err: &DataFusionError, qualifier: &str) -> String {
+    let mut contexts = Vec::new();
+    let mut err = err;
+    loop {
+        err = match err {
+            DataFusionError::Context(context, inner) => {
+                contexts.push(context.as_str());
+                inner
+            }
+            DataFusionError::Diagnostic(_, inner) => inner,
+            DataFusionError::Shared(inner) => inner,
+            DataFusionError::Collection(errors) if !errors.is_empty() => &errors[0],
+            DataFusionError::External(inner) => match inner.downcast_ref::<DataFusionError>() {
+                Some(inner) => inner,
+                None => break,
+            },
+            DataFusionError::ArrowError(arrow, _) => match arrow.as_ref() {
+                ArrowError::ExternalError(inner) => match inner.downcast_ref::<DataFusionError>() {
+                    Some(inner) => inner,
+                    None => break,
+                },
+                _ => break,
+            },
+            _ => break,
+        };
+    }
+    let message = match err {
+        DataFusionError::SQL(parser, _) => match parser.as_ref() {
+            ParserError::ParserError(s) | ParserError::TokenizerError(s) => {
+                format!("syntax error: {s}")
+            }
+            ParserError::RecursionLimitExceeded => "syntax error: nested too deeply".to_string(),
+        },
+        DataFusionError::Plan(m) | DataFusionError::Execution(m) => m.clone(),
+        DataFusionError::Configuration(m) => format!("invalid configuration: {m}"),
+        DataFusionError::NotImplemented(m) => format!("not supported: {m}"),
+        DataFusionError::Internal(m) => format!("internal error: {m}"),
+        DataFusionError::ResourcesExhausted(m) => format!("resources exhausted: {m}"),
+        DataFusionError::SchemaError(e, _) => e.to_string(),
+        DataFusionError::ArrowError(e, _) => e.to_string(),
+        DataFusionError::IoError(e) => e.to_string(),
+        DataFusionError::External(e) => e.to_string(),
+        other => other.to_string(),
+    };
+    let message = message
+        .split(DataFusionError::BACK_TRACE_SEP)
+        .next()
+        .unwrap_or_default()
+        .replace(&format!("'{qualifier}"), "'");
+    let mut line = String::new();
+    for context in contexts {
+        line.push_str(context);
+        line.push_str(": ");
+    }
+    line.push_str(&message);
+    one_line(&line)
+}
+
+/// Collapses all whitespace runs, newlines included, into single spaces.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::print::Format;
+    use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+    use datafusion::catalog::streaming::StreamingTable;
+    use datafusion::datasource::MemTable;
+    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+    use datafusion::physical_plan::streaming::PartitionStream;
+    use datafusion::physical_plan::SendableRecordBatchStream;
+
+    fn batch() -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("pid", DataType::Int64, false),
+            Field::new("comm", DataType::Utf8, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2, 3])),
+                Arc::new(StringArray::from(vec!["init", "bash", "cat"])),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn context() -> SessionContext {
+        let ctx = SessionContext::new();
+        let b = batch();
+        let table = MemTable::try_new(b.schema(), vec![vec![b]]).unwrap();
+        ctx.register_table("procs", Arc::new(table)).unwrap();
+        ctx
+    }
+
+    fn csv_printer() -> Printer {
+        Printer {
+            format: Format::Csv,
+            maxrows: None,
+            timing: false,
+        }
+    }
+
+    async fn run(ctx: &SessionContext, sql: &str) -> (Result<usize, ExecError>, String) {
+        let mut out = Vec::new();
+        let result = run_sql(ctx, sql, &csv_printer(), &mut out).await;
+        (result, String::from_utf8(out).unwrap())
+    }
+
+    #[tokio::test]
+    async fn counts_rows() {
+        let ctx = context();
+        let (rows, out) = run(&ctx, "SELECT pid, comm FROM procs WHERE pid > 1").await;
+        assert_eq!(rows.unwrap(), 2);
+        assert_eq!(out, "pid,comm\n2,bash\n3,cat\n");
+    }
+
+    #[tokio::test]
+    async fn runs_statements_in_order() {
+        let ctx = context();
+        let sql = "CREATE VIEW v AS SELECT pid FROM procs; -- a view\n\
+                   SELECT count(*) AS n FROM v; SELECT 'a;b' AS s;";
+        let (rows, out) = run(&ctx, sql).await;
+        assert_eq!(rows.unwrap(), 2);
+        assert_eq!(out, "n\n3\ns\na;b\n");
+    }
+
+    #[tokio::test]
+    async fn empty_statement_is_a_no_op() {
+        let ctx = context();
+        let (rows, out) = run(&ctx, "  -- nothing here\n /* or here */ ;; ").await;
+        assert_eq!(rows.unwrap(), 0);
+        assert_eq!(out, "");
+    }
+
+    #[tokio::test]
+    async fn errors_are_one_line() {
+        let ctx = context();
+        let cases = [
+            ("SELECT * FROM nope", "table 'nope' not found"),
+            ("SELEC 1", "syntax error: Expected: an SQL statement, found: SELEC"),
+            ("SELECT nope FROM procs", "No field named nope"),
+            ("SELECT 1; SELECT * FROM nope", "table 'nope' not found"),
+        ];
+        for (sql, needle) in cases {
+            let (result, _) = run(&ctx, sql).await;
+            let Err(ExecError::Sql(message)) = result else {
+                panic!("{sql}: expected an SQL error, got {result:?}");
+            };
+            assert!(message.contains(needle), "{sql}: {message}");
+            assert!(!message.contains('\n'), "{sql}: {message}");
+            assert!(!message.starts_with("Error during planning"), "{message}");
+        }
+    }
+
+    #[test]
+    fn unwraps_context_and_external_errors() {
+        let inner = DataFusionError::Plan("table 'datafusion.public.foo' not found".into());
+        let wrapped = DataFusionError::External(Box::new(DataFusionError::Context(
+            "opening live table".into(),
+            Box::new(inner),
+        )));
+        assert_eq!(
+            error_message(&wrapped, "datafusion.public."),
+            "opening live table: table 'foo' not found"
+        );
+        let internal = DataFusionError::Internal("bad\nthing".into());
+        assert_eq!(error_message(&internal, ""), "internal error: bad thing");
+    }
+
+    #[derive(Debug)]
+    struct Replay(RecordBatch);
+
+    impl PartitionStream for Replay {
+        fn schema(&self) -> &SchemaRef {
+            self.0.schema_ref()
+        }
+
+        fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+            let batches = vec![Ok(self.0.clone()), Ok(self.0.clone())];
+            Box::pin(RecordBatchStreamAdapter::new(
+                self.0.schema(),
+                futures::stream::iter(batches),
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn streams_unbounded_tables() {
+        let ctx = SessionContext::new();
+        let b = batch();
+        let table = StreamingTable::try_new(b.schema(), vec![Arc::new(Replay(b))])
+            .unwrap()
+            .with_infinite_table(true);
+        ctx.register_table("live", Arc::new(table)).unwrap();
+        let (rows, out) = run(&ctx, "SELECT comm FROM live WHERE pid <> 2").await;
+        assert_eq!(rows.unwrap(), 4);
+        assert_eq!(out, "comm\ninit\ncat\ninit\ncat\n");
+
+        let mut out = Vec::new();
+        let table = Printer {
+            format: Format::Table,
+            maxrows: None,
+            timing: false,
+        };
+        let rows = run_sql(&ctx, "SELECT pid FROM live LIMIT 1", &table, &mut out).await;
+        assert_eq!(rows.unwrap(), 1);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "+-----+\n| pid |\n+-----+\n| 1   |\n+-----+\n1 row(s) fetched.\n\n"
+        );
+    }
+}

@@ -1,0 +1,53 @@
+//! sysql: SQL over live Linux syscalls. This file only dispatches: arguments
+//! in `cli`, capture wiring in `app`, the shell in `repl`, one-shot runs in
+//! `oneshot`.
+
+mod app;
+mod cli;
+mod exec;
+mod oneshot;
+mod print;
+mod repl;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// Exit status for a set-up error (privileges, kernel features, bad options).
+const SETUP_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let args = cli::Args::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sysql: cannot start the runtime: {e}");
+            return ExitCode::from(SETUP_ERROR);
+        }
+    };
+    let running = match app::start(&rt, args.history, args.history_memory, args.ring_size) {
+        Ok(running) => running,
+        Err(e) => {
+            eprintln!("sysql: {e}");
+            return ExitCode::from(SETUP_ERROR);
+        }
+    };
+    let printer = print::Printer { format: args.format, maxrows: args.maxrows, timing: true };
+    if args.command.is_some() || args.file.is_some() {
+        return oneshot::run(&rt, &running, &args, &printer);
+    }
+    let ctx = match running.engine.session() {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            eprintln!("sysql: {e}");
+            return ExitCode::from(SETUP_ERROR);
+        }
+    };
+    let opts = repl::ReplOptions { history_path: args.history_file.clone(), printer };
+    match repl::run(&rt, ctx, opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sysql: {e:#}");
+            ExitCode::from(SETUP_ERROR)
+        }
+    }
+}

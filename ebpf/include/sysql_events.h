@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * sysql event layouts: the one home of every record the kernel programs put
+ * in the ring buffer. The Rust mirror is crates/sysql-events/src/lib.rs; its
+ * build script compiles crates/sysql-events/layout.c against this header and
+ * fails the build if a size or an offset differs, so the two cannot drift.
+ *
+ * Rules: fixed-width integers only, explicit padding, every struct a multiple
+ * of 8 bytes (ring buffer records are 8-byte aligned, so the decoder can read
+ * them in place).
+ *
+ * The includer provides __u8/__u16/__u32/__u64/__s32/__s64: vmlinux.h on the
+ * kernel side, <linux/types.h> on the host.
+ */
+#ifndef SYSQL_EVENTS_H
+#define SYSQL_EVENTS_H
+
+#define SYSQL_COMM_LEN 16
+#define SYSQL_PATH_LEN 256
+#define SYSQL_FILENAME_LEN 256
+#define SYSQL_ARG_LEN 256   /* one argument, with its NUL */
+#define SYSQL_ARGV_LEN 2048 /* all arguments, NUL-separated */
+#define SYSQL_MAX_ARGS 32
+#define SYSQL_SOCKADDR_LEN 112 /* >= sizeof(struct sockaddr_un) == 110 */
+
+/* sysql_header.kind */
+#define SYSQL_KIND_OPEN 1
+#define SYSQL_KIND_CONNECT 2
+#define SYSQL_KIND_EXEC 3
+
+/* Index of a table in the per-CPU loss counters (sysql_lost). */
+#define SYSQL_TABLE_OPENS 0
+#define SYSQL_TABLE_CONNECTS 1
+#define SYSQL_TABLE_EXECS 2
+#define SYSQL_TABLE_COUNT 3
+
+/* sysql_header.syscall, per kind */
+#define SYSQL_SYS_OPEN 0
+#define SYSQL_SYS_OPENAT 1
+#define SYSQL_SYS_OPENAT2 2
+#define SYSQL_SYS_CREAT 3
+#define SYSQL_SYS_CONNECT 0
+#define SYSQL_SYS_EXECVE 0
+#define SYSQL_SYS_EXECVEAT 1
+
+/* sysql_header.flags */
+#define SYSQL_F_PATH_TRUNCATED (1u << 0)     /* path / filename longer than its buffer */
+#define SYSQL_F_ARGV_TRUNCATED (1u << 1)     /* more arguments or bytes than captured */
+#define SYSQL_F_USER_FAULT (1u << 2)         /* a user pointer could not be read */
+#define SYSQL_F_ADDR_TRUNCATED (1u << 3)     /* addrlen larger than the captured address */
+
+/* Common to every record. 80 bytes. */
+struct sysql_header {
+	__u32 kind;            /* SYSQL_KIND_* */
+	__u32 syscall;         /* SYSQL_SYS_*: which syscall of the kind */
+	__u64 ts_boot_ns;      /* bpf_ktime_get_boot_ns() at syscall entry */
+	__u64 latency_ns;      /* exit (or sched_process_exec) minus entry */
+	__u64 cgroup_id;       /* bpf_get_current_cgroup_id() */
+	__s64 ret;             /* syscall return value: >= 0 or -errno */
+	__u32 pid;             /* tgid, initial PID namespace */
+	__u32 tid;
+	__u32 ppid;            /* real_parent->tgid */
+	__u32 uid;
+	__u32 gid;
+	__u32 flags;           /* SYSQL_F_* */
+	char comm[SYSQL_COMM_LEN];
+};
+
+/* open, openat, openat2, creat. 360 bytes. */
+struct sysql_open_event {
+	struct sysql_header h;
+	__u64 flags;           /* O_* flags (64-bit for openat2) */
+	__s32 dfd;             /* directory fd, -100 is AT_FDCWD */
+	__u32 mode;
+	__u32 path_len;        /* bytes of path, without the NUL */
+	__u32 _pad;
+	char path[SYSQL_PATH_LEN];
+};
+
+/* connect. 208 bytes. */
+struct sysql_connect_event {
+	struct sysql_header h;
+	__s32 fd;
+	__u32 addrlen;         /* as passed by the caller */
+	__u16 sk_family;       /* from the socket: AF_* */
+	__u16 sk_type;         /* SOCK_* */
+	__u16 sk_protocol;     /* IPPROTO_* */
+	__u16 _pad;
+	__u8 addr[SYSQL_SOCKADDR_LEN]; /* the sockaddr as passed, min(addrlen, 112) bytes */
+};
+
+/* execve, execveat. 2400 bytes. */
+struct sysql_exec_event {
+	struct sysql_header h;
+	__u32 filename_len;    /* bytes, without the NUL */
+	__u32 argv_len;        /* bytes used in argv, NUL-separated */
+	__u32 argc;            /* arguments captured */
+	__s32 dfd;             /* execveat's dirfd, -100 for execve */
+	char filename[SYSQL_FILENAME_LEN];
+	char argv[SYSQL_ARGV_LEN];
+};
+
+#endif /* SYSQL_EVENTS_H */

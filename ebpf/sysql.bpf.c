@@ -1,0 +1,410 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * sysql kernel programs: syscall tracepoints (enter + exit) for the opens,
+ * connects and execs tables, plus sched/sched_process_exec.
+ *
+ * Shape (libbpf-tools style): the enter program stashes the raw arguments in
+ * an LRU hash keyed by thread id; the exit program reads the user memory the
+ * kernel has just copied (so it is resident), fills a record in place in the
+ * ring buffer and submits it. A failed reserve is counted per CPU and table in
+ * sysql_lost: nothing is dropped silently.
+ *
+ * Needs: Linux 5.8+ (BPF ring buffer), BTF (CO-RE), syscall tracepoints.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "sysql_events.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define AT_FDCWD -100
+#define O_WRONLY 01
+#define O_CREAT 0100
+#define O_TRUNC 01000
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+
+/* Set by the loader. */
+const volatile __u32 sysql_self_tgid = 0;       /* never trace sysql itself */
+const volatile __u64 sysql_wakeup_bytes = 262144; /* wake the reader past this backlog */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20); /* resized by the loader */
+} sysql_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SYSQL_TABLE_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} sysql_lost SEC(".maps");
+
+/* Arguments of an open or connect in flight. */
+struct args_stash {
+	__u64 ts;
+	__u64 args[4];
+	__u32 syscall;
+	__u32 kind; /* SYSQL_KIND_*: an exit only completes its own kind */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct args_stash);
+} sysql_args SEC(".maps");
+
+/* An exec in flight: its argv must be read before the old mm is gone. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct sysql_exec_event);
+} sysql_execs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sysql_exec_event);
+} sysql_exec_scratch SEC(".maps");
+
+static __always_inline void count_lost(__u32 table)
+{
+	__u64 *n = bpf_map_lookup_elem(&sysql_lost, &table);
+	if (n)
+		*n += 1; /* per-CPU slot: no atomic needed */
+}
+
+static __always_inline __u64 wake_flags(void)
+{
+	return bpf_ringbuf_query(&sysql_events, BPF_RB_AVAIL_DATA) >= sysql_wakeup_bytes
+		       ? BPF_RB_FORCE_WAKEUP
+		       : BPF_RB_NO_WAKEUP;
+}
+
+static __always_inline bool is_self(void)
+{
+	return (bpf_get_current_pid_tgid() >> 32) == sysql_self_tgid;
+}
+
+/* Who is running now. ts and latency are the caller's. */
+static __always_inline void fill_header(struct sysql_header *h, __u32 kind, __u32 syscall,
+					__u64 ts, __s64 ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 ug = bpf_get_current_uid_gid();
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	h->kind = kind;
+	h->syscall = syscall;
+	h->ts_boot_ns = ts;
+	h->latency_ns = bpf_ktime_get_boot_ns() - ts;
+	h->cgroup_id = bpf_get_current_cgroup_id();
+	h->ret = ret;
+	h->pid = id >> 32;
+	h->tid = (__u32)id;
+	h->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	h->uid = (__u32)ug;
+	h->gid = ug >> 32;
+	h->flags = 0;
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+static __always_inline int stash_args(__u32 kind, __u32 syscall, __u64 a0, __u64 a1, __u64 a2, __u64 a3)
+{
+	if (is_self())
+		return 0;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct args_stash s = {
+		.ts = bpf_ktime_get_boot_ns(),
+		.args = {a0, a1, a2, a3},
+		.syscall = syscall,
+		.kind = kind,
+	};
+	bpf_map_update_elem(&sysql_args, &tid, &s, BPF_ANY);
+	return 0;
+}
+
+/* The stashed arguments of this thread's syscall in flight, if of this kind. */
+static __always_inline struct args_stash *stashed(__u32 tid, __u32 kind)
+{
+	struct args_stash *s = bpf_map_lookup_elem(&sysql_args, &tid);
+	if (s && s->kind != kind) {
+		/* left over from a syscall whose exit we did not see */
+		bpf_map_delete_elem(&sysql_args, &tid);
+		return 0;
+	}
+	return s;
+}
+
+/* Reads a user string into buf; returns its length without the NUL and sets
+ * truncation / fault flags. */
+static __always_inline __u32 read_user_str(char *buf, __u32 size, const char *src, __u32 *flags)
+{
+	long n = bpf_probe_read_user_str(buf, size, src);
+	if (n <= 0) {
+		buf[0] = 0;
+		*flags |= SYSQL_F_USER_FAULT;
+		return 0;
+	}
+	if (n == size) {
+		char next = 0;
+		if (bpf_probe_read_user(&next, 1, src + size - 1) == 0 && next != 0)
+			*flags |= SYSQL_F_PATH_TRUNCATED;
+	}
+	return (__u32)(n - 1) & (size - 1);
+}
+
+/* ---- opens ---------------------------------------------------------------- */
+
+static __always_inline int open_exit(long ret)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct args_stash *s = stashed(tid, SYSQL_KIND_OPEN);
+	if (!s)
+		return 0;
+
+	struct sysql_open_event *e = bpf_ringbuf_reserve(&sysql_events, sizeof(*e), 0);
+	if (!e) {
+		count_lost(SYSQL_TABLE_OPENS);
+		bpf_map_delete_elem(&sysql_args, &tid);
+		return 0;
+	}
+	fill_header(&e->h, SYSQL_KIND_OPEN, s->syscall, s->ts, ret);
+
+	const char *path = 0;
+	e->_pad = 0;
+	switch (s->syscall) {
+	case SYSQL_SYS_OPEN:
+		path = (const char *)s->args[0];
+		e->dfd = AT_FDCWD;
+		e->flags = s->args[1];
+		e->mode = (__u32)s->args[2];
+		break;
+	case SYSQL_SYS_OPENAT:
+		e->dfd = (__s32)s->args[0];
+		path = (const char *)s->args[1];
+		e->flags = (__u32)s->args[2];
+		e->mode = (__u32)s->args[3];
+		break;
+	case SYSQL_SYS_OPENAT2: {
+		struct open_how how = {};
+		e->dfd = (__s32)s->args[0];
+		path = (const char *)s->args[1];
+		if (bpf_probe_read_user(&how, sizeof(how), (void *)s->args[2]))
+			e->h.flags |= SYSQL_F_USER_FAULT;
+		e->flags = how.flags;
+		e->mode = (__u32)how.mode;
+		break;
+	}
+	default: /* SYSQL_SYS_CREAT */
+		path = (const char *)s->args[0];
+		e->dfd = AT_FDCWD;
+		e->flags = O_CREAT | O_WRONLY | O_TRUNC;
+		e->mode = (__u32)s->args[1];
+		break;
+	}
+	e->path_len = read_user_str(e->path, SYSQL_PATH_LEN, path, &e->h.flags);
+	bpf_map_delete_elem(&sysql_args, &tid);
+	bpf_ringbuf_submit(e, wake_flags());
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_open")
+int sys_enter_open(struct trace_event_raw_sys_enter *ctx)
+{
+	return stash_args(SYSQL_KIND_OPEN, SYSQL_SYS_OPEN, ctx->args[0], ctx->args[1], ctx->args[2], 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_openat")
+int sys_enter_openat(struct trace_event_raw_sys_enter *ctx)
+{
+	return stash_args(SYSQL_KIND_OPEN, SYSQL_SYS_OPENAT, ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3]);
+}
+
+SEC("tracepoint/syscalls/sys_enter_openat2")
+int sys_enter_openat2(struct trace_event_raw_sys_enter *ctx)
+{
+	return stash_args(SYSQL_KIND_OPEN, SYSQL_SYS_OPENAT2, ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3]);
+}
+
+SEC("tracepoint/syscalls/sys_enter_creat")
+int sys_enter_creat(struct trace_event_raw_sys_enter *ctx)
+{
+	return stash_args(SYSQL_KIND_OPEN, SYSQL_SYS_CREAT, ctx->args[0], ctx->args[1], 0, 0);
+}
+
+/* One exit program serves all four open syscalls: the stash says which. */
+SEC("tracepoint/syscalls/sys_exit_open")
+int sys_exit_open(struct trace_event_raw_sys_exit *ctx)
+{
+	return open_exit(ctx->ret);
+}
+
+/* ---- connects ------------------------------------------------------------- */
+
+/* The socket behind fd in the current task, or NULL if fd is not a socket. */
+static __always_inline struct sock *fd_sock(int fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd < 0 || (__u32)fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = 0;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return 0;
+	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return 0;
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	return sock ? BPF_CORE_READ(sock, sk) : 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int sys_enter_connect(struct trace_event_raw_sys_enter *ctx)
+{
+	return stash_args(SYSQL_KIND_CONNECT, SYSQL_SYS_CONNECT, ctx->args[0], ctx->args[1], ctx->args[2], 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct args_stash *s = stashed(tid, SYSQL_KIND_CONNECT);
+	if (!s)
+		return 0;
+
+	struct sysql_connect_event *e = bpf_ringbuf_reserve(&sysql_events, sizeof(*e), 0);
+	if (!e) {
+		count_lost(SYSQL_TABLE_CONNECTS);
+		bpf_map_delete_elem(&sysql_args, &tid);
+		return 0;
+	}
+	fill_header(&e->h, SYSQL_KIND_CONNECT, s->syscall, s->ts, ctx->ret);
+	e->fd = (__s32)s->args[0];
+	e->addrlen = (__u32)s->args[2];
+	e->_pad = 0;
+
+	struct sock *sk = fd_sock(e->fd);
+	e->sk_family = sk ? BPF_CORE_READ(sk, __sk_common.skc_family) : 0;
+	e->sk_type = sk ? BPF_CORE_READ(sk, sk_type) : 0;
+	e->sk_protocol = sk ? BPF_CORE_READ(sk, sk_protocol) : 0;
+
+	__u32 len = e->addrlen;
+	if (len > SYSQL_SOCKADDR_LEN) {
+		len = SYSQL_SOCKADDR_LEN;
+		e->h.flags |= SYSQL_F_ADDR_TRUNCATED;
+	}
+	__builtin_memset(e->addr, 0, sizeof(e->addr));
+	if (len > 0 && bpf_probe_read_user(e->addr, len, (void *)s->args[1]))
+		e->h.flags |= SYSQL_F_USER_FAULT;
+	bpf_map_delete_elem(&sysql_args, &tid);
+	bpf_ringbuf_submit(e, wake_flags());
+	return 0;
+}
+
+/* ---- execs ---------------------------------------------------------------- */
+
+static __always_inline int exec_enter(__u32 syscall, __s32 dfd, const char *filename,
+				      const char *const *argv)
+{
+	if (is_self())
+		return 0;
+	__u32 zero = 0;
+	struct sysql_exec_event *e = bpf_map_lookup_elem(&sysql_exec_scratch, &zero);
+	if (!e)
+		return 0;
+
+	e->h.kind = SYSQL_KIND_EXEC;
+	e->h.syscall = syscall;
+	e->h.ts_boot_ns = bpf_ktime_get_boot_ns();
+	e->h.flags = 0;
+	e->dfd = dfd;
+	e->filename_len = read_user_str(e->filename, SYSQL_FILENAME_LEN, filename, &e->h.flags);
+
+	__u32 off = 0, argc = 0;
+	for (int i = 0; i < SYSQL_MAX_ARGS; i++) {
+		const char *arg = 0;
+		if (bpf_probe_read_user(&arg, sizeof(arg), &argv[i])) {
+			e->h.flags |= SYSQL_F_USER_FAULT;
+			goto done;
+		}
+		if (!arg)
+			goto done;
+		if (off > SYSQL_ARGV_LEN - SYSQL_ARG_LEN) {
+			e->h.flags |= SYSQL_F_ARGV_TRUNCATED;
+			goto done;
+		}
+		long n = bpf_probe_read_user_str(&e->argv[off], SYSQL_ARG_LEN, arg);
+		if (n <= 0 || n > SYSQL_ARG_LEN) {
+			e->h.flags |= SYSQL_F_USER_FAULT;
+			goto done;
+		}
+		if (n == SYSQL_ARG_LEN)
+			e->h.flags |= SYSQL_F_ARGV_TRUNCATED;
+		off += n;
+		argc++;
+	}
+	/* All SYSQL_MAX_ARGS slots used: truncated if there is one more. */
+	{
+		const char *more = 0;
+		if (bpf_probe_read_user(&more, sizeof(more), &argv[SYSQL_MAX_ARGS]) == 0 && more)
+			e->h.flags |= SYSQL_F_ARGV_TRUNCATED;
+	}
+done:
+	e->argv_len = off;
+	e->argc = argc;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&sysql_execs, &tid, e, BPF_ANY);
+	return 0;
+}
+
+static __always_inline void exec_emit(__u32 key, __s64 ret)
+{
+	struct sysql_exec_event *e = bpf_map_lookup_elem(&sysql_execs, &key);
+	if (!e)
+		return;
+	__u32 flags = e->h.flags;
+	fill_header(&e->h, SYSQL_KIND_EXEC, e->h.syscall, e->h.ts_boot_ns, ret);
+	e->h.flags = flags;
+	if (bpf_ringbuf_output(&sysql_events, e, sizeof(*e), wake_flags()))
+		count_lost(SYSQL_TABLE_EXECS);
+	bpf_map_delete_elem(&sysql_execs, &key);
+}
+
+SEC("tracepoint/syscalls/sys_enter_execve")
+int sys_enter_execve(struct trace_event_raw_sys_enter *ctx)
+{
+	return exec_enter(SYSQL_SYS_EXECVE, AT_FDCWD, (const char *)ctx->args[0],
+			  (const char *const *)ctx->args[1]);
+}
+
+SEC("tracepoint/syscalls/sys_enter_execveat")
+int sys_enter_execveat(struct trace_event_raw_sys_enter *ctx)
+{
+	return exec_enter(SYSQL_SYS_EXECVEAT, (__s32)ctx->args[0], (const char *)ctx->args[1],
+			  (const char *const *)ctx->args[2]);
+}
+
+/* A successful exec: the new image is in place and comm is the new one. The
+ * thread that called exec may have been a non-leader that now carries the
+ * leader's pid: the stash is keyed by old_pid. */
+SEC("tracepoint/sched/sched_process_exec")
+int sched_process_exec(struct trace_event_raw_sched_process_exec *ctx)
+{
+	exec_emit((__u32)ctx->old_pid, 0);
+	return 0;
+}
+
+/* A failed exec returns here with the old image; a successful one was already
+ * emitted by sched_process_exec, so the lookup finds nothing. */
+SEC("tracepoint/syscalls/sys_exit_execve")
+int sys_exit_execve(struct trace_event_raw_sys_exit *ctx)
+{
+	exec_emit((__u32)bpf_get_current_pid_tgid(), ctx->ret);
+	return 0;
+}
