@@ -2,14 +2,8 @@
 //! in `cli`, capture wiring in `app`, the shell in `repl`, one-shot runs in
 //! `oneshot`.
 
-mod app;
-mod cli;
-mod exec;
-mod oneshot;
-mod print;
-mod repl;
-
 use clap::Parser;
+use sysql::{app, cli, oneshot, print, repl};
 use std::process::ExitCode;
 
 /// Exit status for a set-up error (privileges, kernel features, bad options).

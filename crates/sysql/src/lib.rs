@@ -1,0 +1,11 @@
+//! The sysql binary's building blocks, as a library so the integration tests
+//! drive exactly what users run: `app` wires capture to engine, `exec` runs
+//! statements, `print` formats results, `repl` is the shell, `oneshot` the
+//! `-c`/`-f` mode, `cli` the arguments.
+
+pub mod app;
+pub mod cli;
+pub mod exec;
+pub mod oneshot;
+pub mod print;
+pub mod repl;
