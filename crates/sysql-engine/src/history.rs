@@ -14,6 +14,9 @@ use sysql_events::{Table, TABLE_COUNT};
 
 /// Small batches are merged until they reach this many rows.
 const COMPACT_ROWS: usize = 8192;
+/// ...and while a merged batch spans at most this fraction of the retention
+/// period, so that expiry (a whole batch at a time) stays fine-grained.
+const COMPACT_SPAN_DIVISOR: i64 = 16;
 
 #[derive(Debug)]
 struct Entry {
@@ -62,7 +65,10 @@ impl History {
             // Quiet tables flush small batches often: merge them into the
             // newest one, so history stays a few large batches.
             if let Some(tail) = q.back() {
-                if tail.batch.num_rows() + entry.batch.num_rows() <= COMPACT_ROWS {
+                let span = entry.max_ts.saturating_sub(tail.min_ts);
+                if tail.batch.num_rows() + entry.batch.num_rows() <= COMPACT_ROWS
+                    && span <= self.retention_ns / COMPACT_SPAN_DIVISOR
+                {
                     if let Ok(merged) = concat_batches(&entry.batch.schema(), [&tail.batch, &entry.batch]) {
                         let tail = q.pop_back().expect("tail exists");
                         self.used.fetch_sub(tail.bytes, Relaxed);
@@ -97,7 +103,8 @@ impl History {
         true
     }
 
-    /// Drops batches whose newest row is older than the retention period.
+    /// Drops batches whose newest row is older than the retention period
+    /// (whole batches, each spanning at most 1/16 of the period).
     pub fn expire(&self, now_ns: i64) {
         let horizon = now_ns.saturating_sub(self.retention_ns);
         for t in 0..TABLE_COUNT {
