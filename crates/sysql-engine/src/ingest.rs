@@ -9,6 +9,7 @@ use crate::event::execs::ExecsBuilder;
 use crate::event::opens::OpensBuilder;
 use crate::event::Batch;
 use crate::history::History;
+use crate::live::LiveHub;
 use crate::stats::Stats;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -23,21 +24,17 @@ pub struct Ingest {
     pending: [u64; TABLE_COUNT],
     truncated: [u64; TABLE_COUNT],
     history: Arc<History>,
+    live: Arc<LiveHub>,
     stats: Arc<Stats>,
     clock_offset_ns: i64,
     flush_rows: usize,
     flush_interval: Duration,
+    live_flush_interval: Duration,
     last_flush: Instant,
 }
 
 impl Ingest {
-    pub(crate) fn new(
-        history: Arc<History>,
-        stats: Arc<Stats>,
-        clock_offset_ns: i64,
-        flush_rows: usize,
-        flush_interval: Duration,
-    ) -> Self {
+    pub(crate) fn new(history: Arc<History>, live: Arc<LiveHub>, stats: Arc<Stats>, config: &crate::EngineConfig) -> Self {
         // Builders start small and grow: a quiet table's batches stay small.
         let start = 64;
         Ingest {
@@ -47,10 +44,12 @@ impl Ingest {
             pending: [0; TABLE_COUNT],
             truncated: [0; TABLE_COUNT],
             history,
+            live,
             stats,
-            clock_offset_ns,
-            flush_rows: flush_rows.max(1),
-            flush_interval,
+            clock_offset_ns: config.clock_offset_ns,
+            flush_rows: config.flush_rows.max(1),
+            flush_interval: config.flush_interval,
+            live_flush_interval: config.live_flush_interval,
             last_flush: Instant::now(),
         }
     }
@@ -103,6 +102,7 @@ impl Ingest {
     fn flush_table(&mut self, table: Table) {
         let i = table as usize;
         if let Some(batch) = self.finish(table) {
+            self.live.publish(table, &batch);
             self.history.insert(table, batch);
         }
         let t = self.stats.table(table);
@@ -123,14 +123,20 @@ impl Ingest {
         self.last_flush = Instant::now();
     }
 
-    /// Flushes if `flush_interval` has passed, and expires old history.
-    /// Returns true if it flushed.
+    /// Flushes if the flush interval has passed (a shorter one while live
+    /// queries run), expires old history, and advances the live watermark
+    /// (the heartbeat of live windows). Call it on every poll.
     pub fn tick(&mut self, now_wall_ns: i64) -> bool {
-        if self.last_flush.elapsed() < self.flush_interval {
-            return false;
+        let live = Table::ALL.iter().any(|t| self.live.has_subscribers(*t));
+        let interval = if live { self.live_flush_interval } else { self.flush_interval };
+        let flushed = self.last_flush.elapsed() >= interval;
+        if flushed {
+            self.flush();
+            self.history.expire(now_wall_ns);
         }
-        self.flush();
-        self.history.expire(now_wall_ns);
-        true
+        if live {
+            self.live.advance(now_wall_ns);
+        }
+        flushed
     }
 }

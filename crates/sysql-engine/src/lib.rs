@@ -9,13 +9,19 @@
 pub mod event;
 pub mod history;
 pub mod ingest;
+pub mod live;
+pub mod live_table;
 pub mod names;
 pub mod provider;
 pub mod stats;
+pub mod window;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::catalog::MemorySchemaProvider;
 use history::History;
+use live_table::LiveTable;
+use live::LiveHub;
 use provider::{HistoryTable, StatsTable};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +45,11 @@ pub struct EngineConfig {
     /// Added to the kernel's boot-time clock to get UTC (see
     /// `sysql_capture::clock_offset_ns`).
     pub clock_offset_ns: i64,
+    /// While live queries run, batches are flushed this often.
+    pub live_flush_interval: Duration,
+    /// How long ordered live streams (windows, joins) wait for stragglers:
+    /// a syscall slower than this reaches them late and is counted as such.
+    pub lateness: Duration,
 }
 
 impl Default for EngineConfig {
@@ -49,6 +60,8 @@ impl Default for EngineConfig {
             flush_rows: 4096,
             flush_interval: Duration::from_millis(100),
             clock_offset_ns: 0,
+            live_flush_interval: Duration::from_millis(10),
+            lateness: Duration::from_millis(200),
         }
     }
 }
@@ -67,6 +80,7 @@ pub fn event_tables() -> [(Table, SchemaRef); 3] {
 pub struct Engine {
     config: EngineConfig,
     history: Arc<History>,
+    live: Arc<LiveHub>,
     stats: Arc<Stats>,
 }
 
@@ -75,18 +89,14 @@ impl Engine {
         let stats = Arc::new(Stats::default());
         let retention = i64::try_from(config.retention.as_nanos()).unwrap_or(i64::MAX);
         let history = Arc::new(History::new(retention, config.memory_cap_bytes, stats.clone()));
-        Engine { config, history, stats }
+        let lateness = i64::try_from(config.lateness.as_nanos()).unwrap_or(i64::MAX);
+        let live = Arc::new(LiveHub::new(lateness, stats.clone()));
+        Engine { config, history, live, stats }
     }
 
     /// The writer that feeds this engine. Use one at a time.
     pub fn ingest(&self) -> Ingest {
-        Ingest::new(
-            self.history.clone(),
-            self.stats.clone(),
-            self.config.clock_offset_ns,
-            self.config.flush_rows,
-            self.config.flush_interval,
-        )
+        Ingest::new(self.history.clone(), self.live.clone(), self.stats.clone(), &self.config)
     }
 
     pub fn stats(&self) -> &Arc<Stats> {
@@ -97,6 +107,10 @@ impl Engine {
         &self.history
     }
 
+    pub fn live(&self) -> &Arc<LiveHub> {
+        &self.live
+    }
+
     /// A SQL session with every table registered.
     pub fn session(&self) -> datafusion::error::Result<SessionContext> {
         let config = SessionConfig::new().with_information_schema(true);
@@ -105,6 +119,12 @@ impl Engine {
             ctx.register_table(table.name(), Arc::new(HistoryTable::new(table, schema, self.history.clone())))?;
         }
         ctx.register_table("sysql_stats", Arc::new(StatsTable::new(self.stats.clone(), self.history.clone())))?;
+        let catalog = ctx.catalog("datafusion").expect("the default catalog exists");
+        catalog.register_schema("live", Arc::new(MemorySchemaProvider::new()))?;
+        for (table, schema) in event_tables() {
+            let live = LiveTable::new(table, schema, self.live.clone());
+            ctx.register_table(format!("live.{}", table.name()), Arc::new(live))?;
+        }
         Ok(ctx)
     }
 }

@@ -142,6 +142,7 @@ impl StatsTable {
             count("truncated"),
             count("evicted"),
             count("expired"),
+            count("late"),
             count("history_rows"),
             count("history_bytes"),
             Field::new("oldest", ts.clone(), true),
@@ -151,7 +152,7 @@ impl StatsTable {
 
     fn batch(&self) -> Result<RecordBatch> {
         let mut name = StringBuilder::new();
-        let mut counts: Vec<UInt64Builder> = (0..9).map(|_| UInt64Builder::new()).collect();
+        let mut counts: Vec<UInt64Builder> = (0..10).map(|_| UInt64Builder::new()).collect();
         let mut oldest = TimestampNanosecondBuilder::new().with_timezone("UTC");
         let mut newest = TimestampNanosecondBuilder::new().with_timezone("UTC");
         for t in Table::ALL {
@@ -166,6 +167,7 @@ impl StatsTable {
                 s.truncated.load(Relaxed),
                 s.evicted.load(Relaxed),
                 s.expired.load(Relaxed),
+                s.late.load(Relaxed),
                 u.rows,
                 u.bytes,
             ];

@@ -22,6 +22,9 @@ pub struct TableStats {
     pub evicted: AtomicU64,
     /// Events expired from history by age.
     pub expired: AtomicU64,
+    /// Events that reached the live reorder buffer after the watermark had
+    /// passed them: left out of ordered live streams (still in history).
+    pub late: AtomicU64,
 }
 
 /// All counters.

@@ -1,0 +1,164 @@
+//! `live.opens`, `live.connects`, `live.execs`: unbounded tables, from now on.
+//!
+//! Each scan is a DataFusion `StreamingTableExec` over a partition that
+//! subscribes to the [`LiveHub`] when executed. By default the stream is
+//! ordered by `ts` (through the reorder buffer; the declared order is true);
+//! [`prepare_live`] switches a plan that does not depend on order (filters and
+//! projections) to the raw stream, which has no reorder delay, and makes its
+//! filters emit every match at once instead of coalescing a batch.
+
+use crate::live::{LiveHub, LiveItem};
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::Result;
+use datafusion::datasource::TableType;
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::limit::{GlobalLimitExec, LocalLimitExec};
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
+use datafusion::prelude::SessionConfig;
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use sysql_events::Table;
+
+/// How a live scan subscribes: set on the session config of the task that
+/// executes the plan (see [`prepare_live`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LiveMode {
+    pub ordered: bool,
+}
+
+pub(crate) fn now_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+#[derive(Debug)]
+struct LivePartition {
+    table: Table,
+    schema: SchemaRef,
+    hub: Arc<LiveHub>,
+}
+
+impl PartitionStream for LivePartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let ordered = ctx.session_config().get_extension::<LiveMode>().is_none_or(|m| m.ordered);
+        let (rx, _) = self.hub.subscribe(self.table, ordered, now_ns());
+        let stream = tokio_stream_from(rx).filter_map(|item| async move {
+            match item {
+                LiveItem::Rows(b) => Some(Ok(b)),
+                LiveItem::Watermark(_) => None,
+            }
+        });
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+    }
+}
+
+fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<LiveItem>) -> impl futures::Stream<Item = LiveItem> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// One live table.
+#[derive(Debug)]
+pub struct LiveTable {
+    table: Table,
+    schema: SchemaRef,
+    hub: Arc<LiveHub>,
+}
+
+impl LiveTable {
+    pub fn new(table: Table, schema: SchemaRef, hub: Arc<LiveHub>) -> Self {
+        LiveTable { table, schema, hub }
+    }
+}
+
+#[async_trait]
+impl TableProvider for LiveTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let partition: Arc<dyn PartitionStream> =
+            Arc::new(LivePartition { table: self.table, schema: self.schema.clone(), hub: self.hub.clone() });
+        // `ts` is column 0; the ordering is declared only if it is projected.
+        let ts_at = match projection {
+            None => Some(0),
+            Some(p) => p.iter().position(|&i| i == 0),
+        };
+        let ordering: Vec<LexOrdering> = ts_at
+            .and_then(|i| LexOrdering::new([PhysicalSortExpr::new_default(Arc::new(Column::new("ts", i)))]))
+            .into_iter()
+            .collect();
+        Ok(Arc::new(StreamingTableExec::try_new(self.schema.clone(), vec![partition], projection, ordering, true, limit)?))
+    }
+}
+
+/// True if no operator in the plan depends on row order or holds state
+/// across rows: then the raw (unordered, undelayed) stream gives the same
+/// rows, sooner.
+fn order_free(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    let p: &dyn ExecutionPlan = plan.as_ref();
+    let stateless = p.is::<StreamingTableExec>()
+        || p.is::<FilterExec>()
+        || p.is::<ProjectionExec>()
+        || p.is::<CoalescePartitionsExec>()
+        || p.is::<RepartitionExec>()
+        || p.is::<GlobalLimitExec>()
+        || p.is::<LocalLimitExec>()
+        || plan.name() == "CoalesceBatchesExec"
+        || plan.name() == "CooperativeExec";
+    stateless && plan.children().iter().all(|c| order_free(c))
+}
+
+/// Readies an unbounded plan for a live run: picks the stream kind, and makes
+/// filters emit matches at once. Returns the plan and the task to run it in.
+pub fn prepare_live(plan: Arc<dyn ExecutionPlan>, task: Arc<TaskContext>) -> Result<(Arc<dyn ExecutionPlan>, Arc<TaskContext>)> {
+    let ordered = !order_free(&plan);
+    let plan = plan
+        .transform_up(|node| {
+            if let Some(f) = node.as_ref().downcast_ref::<FilterExec>() {
+                if f.batch_size() > 1 {
+                    return Ok(Transformed::yes(Arc::new(f.with_batch_size(1)?) as Arc<dyn ExecutionPlan>));
+                }
+            }
+            Ok(Transformed::no(node))
+        })?
+        .data;
+    let config: SessionConfig = task.session_config().clone().with_extension(Arc::new(LiveMode { ordered }));
+    let task = Arc::new(TaskContext::new(
+        task.task_id(),
+        task.session_id(),
+        config,
+        task.scalar_functions().clone(),
+        task.higher_order_functions().clone(),
+        task.aggregate_functions().clone(),
+        task.window_functions().clone(),
+        task.runtime_env(),
+    ));
+    Ok((plan, task))
+}
