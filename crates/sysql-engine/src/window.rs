@@ -37,10 +37,13 @@ use std::sync::Arc;
 use sysql_events::Table;
 
 /// The window kinds, sizes in nanoseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WindowKind {
     Tumble { width: i64 },
     Hop { slide: i64, width: i64 },
+    /// Per key (the other GROUP BY expressions): a session ends after `gap`
+    /// with no event; `window_end` is its last event plus the gap.
+    Session { gap: i64 },
 }
 
 /// A live windowed query, ready to run.
@@ -50,6 +53,8 @@ pub struct WindowQuery {
     pub kind: WindowKind,
     /// The statement over `__window`.
     pub sql: String,
+    /// The other GROUP BY expressions (the session key), as SQL.
+    pub keys: Vec<String>,
 }
 
 const WINDOW_TABLE: &str = "__window";
@@ -84,7 +89,7 @@ fn window_call(e: &Expr) -> Option<(String, Vec<Expr>)> {
         ("tumble", [ts, width]) if is_ts(ts) => Some((name, vec![width.clone()])),
         ("hop", [ts, slide, width]) if is_ts(ts) => Some((name, vec![slide.clone(), width.clone()])),
         ("date_bin", [width, ts]) if is_ts(ts) => Some(("tumble".into(), vec![width.clone()])),
-        ("session", [ts, _]) if is_ts(ts) => Some((name, vec![])),
+        ("session", [ts, gap]) if is_ts(ts) => Some((name, vec![gap.clone()])),
         _ => None,
     }
 }
@@ -128,12 +133,9 @@ pub async fn plan(ctx: &SessionContext, sql: &str) -> Result<Option<WindowQuery>
             }
             WindowKind::Hop { slide, width }
         }
-        _ => {
-            return plan_err!(
-                "session windows are not supported yet on live tables; use tumble(ts, width) or hop(ts, slide, width)"
-            )
-        }
+        _ => WindowKind::Session { gap: interval_ns(ctx, &intervals[0]).await? },
     };
+    let other_keys: Vec<String> = keys.iter().filter(|k| **k != window_expr).map(|k| k.to_string()).collect();
 
     // Rewrite: the window call becomes the window columns, the table __window.
     let start = Expr::Identifier(Ident::new("window_start"));
@@ -156,7 +158,7 @@ pub async fn plan(ctx: &SessionContext, sql: &str) -> Result<Option<WindowQuery>
             }
         }
     }
-    Ok(Some(WindowQuery { table, kind, sql: stmt.to_string() }))
+    Ok(Some(WindowQuery { table, kind, sql: stmt.to_string(), keys: other_keys }))
 }
 
 /// Evaluates an interval expression to nanoseconds (no months: their length
@@ -202,6 +204,7 @@ pub async fn run(
     let (slide, width) = match q.kind {
         WindowKind::Tumble { width } => (width, width),
         WindowKind::Hop { slide, width } => (slide, width),
+        WindowKind::Session { gap } => return run_sessions(engine, ctx, q, &schema, &wschema, gap, out).await,
     };
     let (mut rx, wm0) = engine.live().subscribe(q.table, true, now_ns());
     // The first windows that are still open take their earlier rows from history.
@@ -240,6 +243,101 @@ pub async fn run(
                 // skip empty windows in one step
                 next = next.max((wm - width).div_euclid(slide) * slide);
             }
+        }
+    }
+    Ok(())
+}
+
+/// Session windows: on each watermark, the buffered rows are split into
+/// sessions per key (a gap of more than `gap` starts a new one) by a query
+/// over the buffer; sessions whose end (last event + gap) the watermark has
+/// passed are evaluated and dropped, the others stay buffered.
+async fn run_sessions(
+    engine: &Engine,
+    ctx: &SessionContext,
+    q: &WindowQuery,
+    schema: &SchemaRef,
+    wschema: &SchemaRef,
+    gap: i64,
+    mut out: impl FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
+    const BUFFER: &str = "__session_buffer";
+    let (mut rx, wm0) = engine.live().subscribe(q.table, true, now_ns());
+    let mut losses = LossClock::new(engine, q.table, wm0);
+    let mut buffer: Vec<RecordBatch> = Vec::new();
+    // (A named WINDOW clause would be shorter, but DataFusion 55 drops its
+    // PARTITION BY for lag(): the spec is spelled out.)
+    let partition = if q.keys.is_empty() { String::new() } else { format!("PARTITION BY {}", q.keys.join(", ")) };
+    let columns: Vec<String> = schema.fields().iter().map(|f| format!("\"{}\"", f.name())).collect();
+    let columns = columns.join(", ");
+    let sessions_sql = format!(
+        "WITH marked AS (SELECT *, CASE WHEN lag(ts) OVER ({partition} ORDER BY ts) IS NULL \
+                 OR ts > lag(ts) OVER ({partition} ORDER BY ts) + arrow_cast({gap}, 'Duration(Nanosecond)') \
+                 THEN 1 ELSE 0 END AS __new FROM {BUFFER}), \
+              numbered AS (SELECT *, sum(__new) OVER ({partition} ORDER BY ts ROWS UNBOUNDED PRECEDING) AS __sid FROM marked) \
+         SELECT {columns}, \
+                min(ts) OVER ({p2} __sid) AS window_start, \
+                max(ts) OVER ({p2} __sid) + arrow_cast({gap}, 'Duration(Nanosecond)') AS window_end \
+         FROM numbered",
+        p2 = if q.keys.is_empty() { "PARTITION BY".to_string() } else { format!("PARTITION BY {},", q.keys.join(", ")) },
+    );
+    while let Some(item) = rx.recv().await {
+        let wm = match item {
+            LiveItem::Rows(b) => {
+                buffer.push(b);
+                continue;
+            }
+            LiveItem::Watermark(wm) => wm,
+        };
+        losses.sample(wm);
+        if buffer.iter().all(|b| b.num_rows() == 0) {
+            buffer.clear();
+            continue;
+        }
+        // the oldest buffered row's session cannot end before row + gap
+        let oldest = buffer.iter().filter(|b| b.num_rows() > 0).map(|b| ts_of(b).value(0)).min().unwrap_or(i64::MAX);
+        if oldest.saturating_add(gap) > wm {
+            continue;
+        }
+        let all = concat_batches(schema, &buffer)?;
+        ctx.deregister_table(BUFFER)?;
+        ctx.register_table(BUFFER, Arc::new(MemTable::try_new(schema.clone(), vec![vec![all]])?))?;
+        let split = ctx.sql(&sessions_sql).await?.collect().await?;
+        let mut closed = Vec::new();
+        buffer.clear();
+        for b in &split {
+            let ends = b.column(b.num_columns() - 1).as_any().downcast_ref::<TimestampNanosecondArray>();
+            let Some(ends) = ends else { return plan_err!("session end is not a timestamp") };
+            let cut = datafusion::arrow::array::Scalar::new(
+                TimestampNanosecondArray::new_scalar(wm).into_inner().with_timezone_opt(ends.timezone().map(str::to_string)),
+            );
+            let done = datafusion::arrow::compute::kernels::cmp::lt_eq(ends, &cut)?;
+            let open = datafusion::arrow::compute::not(&done)?;
+            let keep = filter_record_batch(b, &open)?;
+            buffer.push(RecordBatch::try_new(schema.clone(), keep.columns()[..schema.fields().len()].to_vec())?);
+            closed.push(filter_record_batch(b, &done)?);
+        }
+        let n: usize = closed.iter().map(|b| b.num_rows()).sum();
+        if n == 0 {
+            continue;
+        }
+        // window_lost: losses between the oldest closed session's start and now
+        let closed_all = concat_batches(&closed[0].schema(), &closed)?;
+        let start_col = closed_all.column(closed_all.num_columns() - 2).clone();
+        let first = start_col.as_any().downcast_ref::<TimestampNanosecondArray>().map(|a| a.values().iter().copied().min().unwrap_or(wm));
+        let lost = losses.between(first.unwrap_or(wm), wm);
+        let mut cols = closed_all.columns().to_vec();
+        cols.push(Arc::new(UInt64Array::from(vec![lost; closed_all.num_rows()])));
+        let cols: Vec<ArrayRef> = cols
+            .into_iter()
+            .zip(wschema.fields())
+            .map(|(c, f)| datafusion::arrow::compute::cast(&c, f.data_type()))
+            .collect::<std::result::Result<_, _>>()?;
+        let window = RecordBatch::try_new(wschema.clone(), cols)?;
+        ctx.deregister_table(WINDOW_TABLE)?;
+        ctx.register_table(WINDOW_TABLE, Arc::new(MemTable::try_new(wschema.clone(), vec![vec![window]])?))?;
+        for b in ctx.sql(&q.sql).await?.collect().await? {
+            out(b)?;
         }
     }
     Ok(())

@@ -202,3 +202,54 @@ async fn non_window_queries_are_not_taken_for_windows() {
     let err = window::plan(&ctx, "SELECT count(*) FROM live.opens GROUP BY tumble(ts, INTERVAL '1 month')").await;
     assert!(err.unwrap_err().to_string().contains("positive interval"));
 }
+
+#[tokio::test]
+async fn session_windows_split_per_key_on_gaps() {
+    let engine = engine();
+    let ctx = engine.session().unwrap();
+    let sql = "SELECT comm, window_start, window_end, count(*) AS n FROM live.opens \
+               GROUP BY session(ts, INTERVAL '500 milliseconds'), comm ORDER BY comm, window_start";
+    let q = window::plan(&ctx, sql).await.unwrap().expect("a session query");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (e2, c2) = (engine.clone(), ctx.clone());
+    let task = tokio::spawn(async move {
+        window::run(&e2, &c2, &q, |batch| {
+            let _ = tx.send(batch);
+            Ok(())
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let b = base();
+    let ms = 1_000_000;
+    let mut events: Vec<(i64, &str)> = Vec::new();
+    events.extend((0..10).map(|i| (b + i * 100 * ms, "a"))); // a: 0.0 .. 0.9 s
+    events.extend((0..6).map(|i| (b + 3000 * ms + i * 100 * ms, "a"))); // a again: 3.0 .. 3.5 s
+    events.extend((0..40).map(|i| (b + i * 100 * ms, "b"))); // b: 0.0 .. 3.9 s, no gap
+    events.sort();
+    let mut ingest = engine.ingest();
+    for (ts, comm) in &events {
+        ingest.push(as_bytes(&open_at(*ts, comm)));
+    }
+    ingest.flush();
+    engine.live().advance(b + 6 * S);
+    let mut rows = Vec::new();
+    let opts = FormatOptions::default().with_null("NULL");
+    while let Ok(Some(batch)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+        let f: Vec<_> = batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap()).collect();
+        for r in 0..batch.num_rows() {
+            rows.push(f.iter().map(|x| x.value(r).to_string()).collect::<Vec<String>>());
+        }
+    }
+    task.abort();
+    let t = |n: i64| chrono_like(b + n * ms);
+    rows.sort();
+    assert_eq!(
+        rows,
+        vec![
+            vec!["a".to_string(), t(0), t(1400), "10".into()],
+            vec!["a".to_string(), t(3000), t(4000), "6".into()],
+            vec!["b".to_string(), t(0), t(4400), "40".into()],
+        ]
+    );
+}
