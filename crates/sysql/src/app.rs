@@ -33,7 +33,10 @@ impl Running {
 }
 
 pub fn now_ns() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 /// Loads the kernel programs and starts the reader task on the runtime.
@@ -43,9 +46,13 @@ pub fn start(
     history_memory: u64,
     ring_size: u64,
 ) -> Result<Running, SetupError> {
-    let ring_bytes = u32::try_from(ring_size)
-        .map_err(|_| SetupError::Config(format!("ring buffer size {ring_size} is larger than 2 GiB")))?;
-    let config = CaptureConfig { ring_bytes, ..CaptureConfig::default() };
+    let ring_bytes = u32::try_from(ring_size).map_err(|_| {
+        SetupError::Config(format!("ring buffer size {ring_size} is larger than 2 GiB"))
+    })?;
+    let config = CaptureConfig {
+        ring_bytes,
+        ..CaptureConfig::default()
+    };
     // AsyncFd registration needs the runtime's reactor.
     let capture = rt.block_on(async { Capture::start(&config) })?;
     let engine = Engine::new(EngineConfig {

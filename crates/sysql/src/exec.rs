@@ -353,7 +353,10 @@ mod tests {
         let ctx = context();
         let cases = [
             ("SELECT * FROM nope", "table 'nope' not found"),
-            ("SELEC 1", "syntax error: Expected: an SQL statement, found: SELEC"),
+            (
+                "SELEC 1",
+                "syntax error: Expected: an SQL statement, found: SELEC",
+            ),
             ("SELECT nope FROM procs", "No field named nope"),
             ("SELECT 1; SELECT * FROM nope", "table 'nope' not found"),
         ];

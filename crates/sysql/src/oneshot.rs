@@ -9,7 +9,12 @@ use crate::print::Printer;
 use std::io::Write;
 use std::process::ExitCode;
 
-pub fn run(rt: &tokio::runtime::Runtime, running: &Running, args: &Args, printer: &Printer) -> ExitCode {
+pub fn run(
+    rt: &tokio::runtime::Runtime,
+    running: &Running,
+    args: &Args,
+    printer: &Printer,
+) -> ExitCode {
     let sql = match (&args.command, &args.file) {
         (Some(sql), _) => sql.clone(),
         (None, Some(path)) => match std::fs::read_to_string(path) {
@@ -44,7 +49,9 @@ pub fn run(rt: &tokio::runtime::Runtime, running: &Running, args: &Args, printer
     match result {
         Ok(_) => ExitCode::SUCCESS,
         // A closed pipe (`sysql -c ... | head`) is not an error.
-        Err(ExecError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(ExecError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
         Err(ExecError::Cancelled) => ExitCode::from(130),
         Err(e) => {
             eprintln!("sysql: {e}");

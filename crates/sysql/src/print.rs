@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::Result;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::csv::WriterBuilder as CsvWriterBuilder;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::arrow::json::writer::LineDelimited;
 use datafusion::arrow::json::WriterBuilder as JsonWriterBuilder;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -198,8 +198,9 @@ fn format_options(format: Format) -> FormatOptions<'static> {
 
 /// Prints batches of an unbounded (live) result as they arrive.
 ///
-/// `table` prints the header once, sized to the first batch, and then rows as they come; a column
-/// only ever widens, so a long value shifts the rows after it, never the ones already printed.
+/// `table` prints the header once, with columns as wide as the first batch needs, and then rows as
+/// they come, aligned to those widths; a later value too long for its column pushes the rest of its
+/// own row right and leaves the other rows aligned.
 /// `csv` prints the header once, `json` opens the array on the first row and closes it in
 /// [`StreamPrinter::finish`], `ndjson` prints one line per row.
 #[derive(Debug)]
@@ -217,7 +218,7 @@ impl StreamPrinter {
         let widths = schema
             .fields()
             .iter()
-            .map(|f| f.name().chars().count())
+            .map(|f| f.name().chars().count().max(min_width(f.data_type())))
             .collect();
         StreamPrinter {
             format: printer.format,
@@ -306,12 +307,12 @@ impl StreamPrinter {
                     .collect()
             })
             .collect();
-        for row in &rows {
-            for (width, cell) in self.widths.iter_mut().zip(row) {
-                *width = (*width).max(cell.chars().count());
-            }
-        }
         if !self.started {
+            for row in &rows {
+                for (width, cell) in self.widths.iter_mut().zip(row) {
+                    *width = (*width).max(cell.chars().count());
+                }
+            }
             self.write_header(buf)?;
         }
         for row in &rows {
@@ -353,6 +354,20 @@ impl StreamPrinter {
         }
         writeln!(buf, "{line}")?;
         Ok(())
+    }
+}
+
+/// The widest a value of this type usually prints, for types whose width varies from row to row
+/// (a timestamp drops trailing zero digits of its fraction); 0 when the data decides.
+fn min_width(data_type: &DataType) -> usize {
+    match data_type {
+        DataType::Timestamp(unit, _) => match unit {
+            TimeUnit::Second => "2023-11-14T22:13:20Z".len(),
+            TimeUnit::Millisecond => "2023-11-14T22:13:20.123Z".len(),
+            TimeUnit::Microsecond => "2023-11-14T22:13:20.123456Z".len(),
+            TimeUnit::Nanosecond => "2023-11-14T22:13:20.123456789Z".len(),
+        },
+        _ => 0,
     }
 }
 
@@ -457,6 +472,19 @@ mod tests {
     }
 
     #[test]
+    fn streamed_table_sizes_timestamps_for_nanoseconds() {
+        let text = stream(Format::Table, &[batch().slice(0, 1)]);
+        let expected = "\
++-----+-------------+--------------------------------+
+| pid | path        | ts                             |
++-----+-------------+--------------------------------+
+| 1   | /etc/passwd | 2023-11-14T22:13:20Z           |
++-----+-------------+--------------------------------+
+";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
     fn empty_table_is_a_header() {
         let expected = "\
 +-----+------+----+
@@ -465,7 +493,12 @@ mod tests {
 +-----+------+----+
 ";
         assert_eq!(render(Format::Table, &[]), expected);
-        assert_eq!(stream(Format::Table, &[]), expected);
+        let streamed = stream(Format::Table, &[]);
+        assert_eq!(
+            streamed.lines().nth(1),
+            Some(format!("| pid | path | ts{} |", " ".repeat(28)).as_str())
+        );
+        assert_eq!(streamed.lines().count(), 4);
     }
 
     #[test]
@@ -481,17 +514,27 @@ mod tests {
     }
 
     #[test]
-    fn streamed_table_widens() {
-        let wide = batch().slice(1, 1);
-        let text = stream(Format::Table, &[batch().slice(0, 1), wide]);
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[1], "| pid | path        | ts                   |");
-        assert_eq!(lines[3], "| 1   | /etc/passwd | 2023-11-14T22:13:20Z |");
-        assert_eq!(
-            lines[4],
-            "| 42  | NULL        | 2023-11-14T22:13:20.123456789Z |"
-        );
-        assert_eq!(lines.len(), 6);
+    fn streamed_table_keeps_the_first_widths() {
+        let first = RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(Int64Array::from(vec![1])),
+                Arc::new(StringArray::from(vec!["/a"])),
+                Arc::new(TimestampNanosecondArray::from(vec![0])),
+            ],
+        )
+        .unwrap();
+        let text = stream(Format::Table, &[first, batch()]);
+        let expected = "\
++-----+------+--------------------------------+
+| pid | path | ts                             |
++-----+------+--------------------------------+
+| 1   | /a   | 1970-01-01T00:00:00Z           |
+| 1   | /etc/passwd | 2023-11-14T22:13:20Z           |
+| 42  | NULL | 2023-11-14T22:13:20.123456789Z |
++-----+------+--------------------------------+
+";
+        assert_eq!(text, expected);
     }
 
     #[test]
@@ -535,11 +578,14 @@ pid,path,ts
             DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
             false,
         )]));
-        let array = TimestampNanosecondArray::from(vec![1_700_000_000_000_000_000])
-            .with_timezone("UTC");
+        let array =
+            TimestampNanosecondArray::from(vec![1_700_000_000_000_000_000]).with_timezone("UTC");
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(array)]).unwrap();
         let csv = printer(Format::Csv).render(&schema, &[batch]).unwrap();
-        assert_eq!(String::from_utf8(csv).unwrap(), "ts\n2023-11-14T22:13:20Z\n");
+        assert_eq!(
+            String::from_utf8(csv).unwrap(),
+            "ts\n2023-11-14T22:13:20Z\n"
+        );
     }
 
     #[test]
@@ -557,10 +603,7 @@ pid,path,ts
             p.footer(3, Duration::from_millis(1234)),
             "3 row(s) fetched. Elapsed 1.234 seconds."
         );
-        let quiet = Printer {
-            timing: false,
-            ..p
-        };
+        let quiet = Printer { timing: false, ..p };
         assert_eq!(quiet.footer(0, Duration::ZERO), "0 row(s) fetched.");
     }
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
-use datafusion::arrow::datatypes::{Fields, Schema};
+use datafusion::arrow::datatypes::{FieldRef, Fields};
 use datafusion::prelude::SessionContext;
 use rustyline::completion::{Completer, FilenameCompleter, Pair};
 use rustyline::config::{CompletionType, Config};
@@ -85,7 +85,11 @@ pub fn run(rt: &Runtime, ctx: SessionContext, opts: ReplOptions) -> Result<()> {
 
     let mut buffer = String::new();
     let ended = loop {
-        let prompt = if is_blank(&buffer) { PROMPT } else { CONTINUATION };
+        let prompt = if is_blank(&buffer) {
+            PROMPT
+        } else {
+            CONTINUATION
+        };
         let input = match editor.readline(prompt) {
             Ok(input) => input,
             Err(ReadlineError::Interrupted) => {
@@ -150,7 +154,6 @@ enum Flow {
 struct TableInfo {
     /// As it would be written in a query: bare in the default schema, `schema.table` elsewhere.
     name: String,
-    kind: String,
     fields: Fields,
 }
 
@@ -201,7 +204,10 @@ impl Shell<'_> {
             .rt
             .block_on(exec::run_sql(&self.ctx, sql, &self.printer, &mut out));
         let first = sql.split_whitespace().next().unwrap_or_default();
-        if ["create", "drop"].iter().any(|w| first.eq_ignore_ascii_case(w)) {
+        if ["create", "drop"]
+            .iter()
+            .any(|w| first.eq_ignore_ascii_case(w))
+        {
             self.refresh_tables();
         }
         match result {
@@ -247,16 +253,20 @@ impl Shell<'_> {
                     };
                     tables.push(TableInfo {
                         name: format!("{prefix}{table_name}"),
-                        kind: table.table_type().to_string().to_lowercase(),
                         fields: table.schema().fields().clone(),
                     });
                 }
             }
         }
         // Unqualified names first, then by schema.
-        tables.sort_by(|a, b| (a.name.contains('.'), &a.name).cmp(&(b.name.contains('.'), &b.name)));
+        tables
+            .sort_by(|a, b| (a.name.contains('.'), &a.name).cmp(&(b.name.contains('.'), &b.name)));
         let mut words: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
-        words.extend(tables.iter().flat_map(|t| t.fields.iter().map(|f| f.name().clone())));
+        words.extend(
+            tables
+                .iter()
+                .flat_map(|t| t.fields.iter().map(|f| f.name().clone())),
+        );
         words.sort();
         words.dedup();
         *self.vocabulary.write().unwrap_or_else(|e| e.into_inner()) = words;
@@ -285,41 +295,24 @@ struct Command {
 }
 
 /// Every backslash command; `\?` prints this table in this order.
+#[rustfmt::skip]
 const COMMANDS: &[Command] = &[
+    Command { name: "?", args: "", description: "show this help", handler: cmd_help },
+    Command { name: "q", args: "", description: "quit (so does Ctrl-D)", handler: cmd_quit },
     Command {
-        name: "?",
-        args: "",
-        description: "show this help",
-        handler: cmd_help,
-    },
-    Command {
-        name: "q",
-        args: "",
-        description: "quit (so does Ctrl-D)",
-        handler: cmd_quit,
-    },
-    Command {
-        name: "d",
-        args: "[table]",
-        description: "list tables, or describe the columns of one",
+        name: "d", args: "[table]", description: "list tables, or describe the columns of one",
         handler: cmd_describe,
     },
     Command {
-        name: "timing",
-        args: "[on|off]",
-        description: "toggle or set showing the elapsed time",
+        name: "timing", args: "[on|off]", description: "toggle or set showing the elapsed time",
         handler: cmd_timing,
     },
     Command {
-        name: "format",
-        args: "[table|csv|json|ndjson]",
-        description: "show or set the output format",
+        name: "format", args: "[table|csv|json|ndjson]", description: "show or set the output format",
         handler: cmd_format,
     },
     Command {
-        name: "i",
-        args: "<file>",
-        description: "run the statements in a file",
+        name: "i", args: "<file>", description: "run the statements in a file",
         handler: cmd_include,
     },
 ];
@@ -388,71 +381,46 @@ fn cmd_describe(shell: &mut Shell<'_>, args: &str) -> Result<Flow> {
     shell.refresh_tables();
     if args.is_empty() {
         let tables = &shell.tables;
+        let counts = tables.iter().map(|t| t.fields.len() as u64);
         shell.print_listing(vec![
-            (
-                "table",
-                Arc::new(StringArray::from_iter_values(tables.iter().map(|t| &t.name))),
-            ),
-            (
-                "type",
-                Arc::new(StringArray::from_iter_values(tables.iter().map(|t| &t.kind))),
-            ),
-            (
-                "columns",
-                Arc::new(UInt64Array::from_iter_values(
-                    tables.iter().map(|t| t.fields.len() as u64),
-                )),
-            ),
+            ("table", strings(tables.iter().map(|t| &t.name))),
+            ("columns", Arc::new(UInt64Array::from_iter_values(counts))),
         ])?;
         return Ok(Flow::Continue);
     }
-    let schema: Schema = match shell.tables.iter().find(|t| t.name == args) {
-        Some(table) => Schema::new(table.fields.clone()),
+    let fields = match shell.tables.iter().find(|t| t.name == args) {
+        Some(table) => table.fields.clone(),
         None => {
-            let provider = shell
-                .rt
-                .block_on(shell.ctx.table_provider(args))
-                .map_err(|e| anyhow!(exec::error_message(&e, &exec::default_qualifier(&shell.ctx))))?;
-            provider.schema().as_ref().clone()
+            let provider = shell.rt.block_on(shell.ctx.table_provider(args));
+            let qualifier = exec::default_qualifier(&shell.ctx);
+            let provider = provider.map_err(|e| anyhow!(exec::error_message(&e, &qualifier)))?;
+            provider.schema().fields().clone()
         }
     };
-    let fields = schema.fields();
     // Engines may describe columns in field metadata; show that when any column has it.
-    let describe = |f: &datafusion::arrow::datatypes::Field| {
+    let description = |f: &FieldRef| {
         let meta = f.metadata();
-        meta.get("description")
-            .or_else(|| meta.get("comment"))
-            .cloned()
-            .unwrap_or_default()
+        let text = meta.get("description").or_else(|| meta.get("comment"));
+        text.cloned().unwrap_or_default()
     };
-    let mut columns: Vec<(&str, ArrayRef)> = vec![
-        (
-            "column",
-            Arc::new(StringArray::from_iter_values(fields.iter().map(|f| f.name()))),
-        ),
+    let nullable = |f: &FieldRef| if f.is_nullable() { "YES" } else { "NO" };
+    let mut columns = vec![
+        ("column", strings(fields.iter().map(|f| f.name()))),
         (
             "type",
-            Arc::new(StringArray::from_iter_values(
-                fields.iter().map(|f| f.data_type().to_string()),
-            )),
+            strings(fields.iter().map(|f| f.data_type().to_string())),
         ),
-        (
-            "nullable",
-            Arc::new(StringArray::from_iter_values(
-                fields.iter().map(|f| if f.is_nullable() { "YES" } else { "NO" }),
-            )),
-        ),
+        ("nullable", strings(fields.iter().map(nullable))),
     ];
-    if fields.iter().any(|f| !describe(f).is_empty()) {
-        columns.push((
-            "description",
-            Arc::new(StringArray::from_iter_values(
-                fields.iter().map(|f| describe(f)),
-            )),
-        ));
+    if fields.iter().any(|f| !description(f).is_empty()) {
+        columns.push(("description", strings(fields.iter().map(description))));
     }
     shell.print_listing(columns)?;
     Ok(Flow::Continue)
+}
+
+fn strings<S: AsRef<str>>(values: impl Iterator<Item = S>) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(values))
 }
 
 fn cmd_timing(shell: &mut Shell<'_>, args: &str) -> Result<Flow> {
@@ -532,47 +500,15 @@ enum Lex {
 pub fn split_statements(text: &str) -> (Vec<String>, String) {
     let mut statements = Vec::new();
     let mut start = 0;
-    let mut lex = Lex::Code;
-    let mut chars = text.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        let next = chars.peek().map(|&(_, n)| n);
-        lex = match (lex, c, next) {
-            (Lex::Code, '\'', _) => Lex::Single,
-            (Lex::Code, '"', _) => Lex::Double,
-            (Lex::Code, '-', Some('-')) => {
-                chars.next();
-                Lex::LineComment
+    scan(text, |i, c| {
+        if c == ';' {
+            if !is_blank(&text[start..i]) {
+                statements.push(text[start..=i].trim().to_string());
             }
-            (Lex::Code, '/', Some('*')) => {
-                chars.next();
-                Lex::BlockComment(1)
-            }
-            (Lex::Code, ';', _) => {
-                let statement = &text[start..=i];
-                if !is_blank(&statement[..statement.len() - 1]) {
-                    statements.push(statement.trim().to_string());
-                }
-                start = i + 1;
-                Lex::Code
-            }
-            (Lex::Single, '\'', _) | (Lex::Double, '"', _) | (Lex::LineComment, '\n', _) => {
-                Lex::Code
-            }
-            (Lex::BlockComment(depth), '*', Some('/')) => {
-                chars.next();
-                if depth == 1 {
-                    Lex::Code
-                } else {
-                    Lex::BlockComment(depth - 1)
-                }
-            }
-            (Lex::BlockComment(depth), '/', Some('*')) => {
-                chars.next();
-                Lex::BlockComment(depth + 1)
-            }
-            (lex, _, _) => lex,
-        };
-    }
+            start = i + 1;
+        }
+        true
+    });
     let rest = &text[start..];
     let rest = if is_blank(rest) { "" } else { rest };
     (statements, rest.trim_start().to_string())
@@ -580,10 +516,21 @@ pub fn split_statements(text: &str) -> (Vec<String>, String) {
 
 /// Whether `text` holds nothing but whitespace and comments.
 fn is_blank(text: &str) -> bool {
+    let mut blank = true;
+    scan(text, |_, c| {
+        blank = c.is_whitespace();
+        blank
+    });
+    blank
+}
+
+/// Walks SQL text and calls `code` with the byte offset of each char outside comments, string
+/// literals and quoted identifiers (the opening quote included), until `code` returns false.
+fn scan(text: &str, mut code: impl FnMut(usize, char) -> bool) {
     let mut lex = Lex::Code;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        let next = chars.peek().copied();
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let next = chars.peek().map(|&(_, n)| n);
         lex = match (lex, c, next) {
             (Lex::Code, '-', Some('-')) => {
                 chars.next();
@@ -593,16 +540,20 @@ fn is_blank(text: &str) -> bool {
                 chars.next();
                 Lex::BlockComment(1)
             }
-            (Lex::Code, c, _) if c.is_whitespace() => Lex::Code,
-            (Lex::Code, _, _) => return false,
-            (Lex::LineComment, '\n', _) => Lex::Code,
+            // Every char of code reaches `code` exactly once, here, before the arms below.
+            (Lex::Code, _, _) if !code(i, c) => return,
+            (Lex::Code, '\'', _) => Lex::Single,
+            (Lex::Code, '"', _) => Lex::Double,
+            (Lex::Single, '\'', _) | (Lex::Double, '"', _) | (Lex::LineComment, '\n', _) => {
+                Lex::Code
+            }
+            (Lex::BlockComment(1), '*', Some('/')) => {
+                chars.next();
+                Lex::Code
+            }
             (Lex::BlockComment(depth), '*', Some('/')) => {
                 chars.next();
-                if depth == 1 {
-                    Lex::Code
-                } else {
-                    Lex::BlockComment(depth - 1)
-                }
+                Lex::BlockComment(depth - 1)
             }
             (Lex::BlockComment(depth), '/', Some('*')) => {
                 chars.next();
@@ -611,10 +562,10 @@ fn is_blank(text: &str) -> bool {
             (lex, _, _) => lex,
         };
     }
-    true
 }
 
 /// SQL words offered by tab completion next to table and column names.
+#[rustfmt::skip]
 const KEYWORDS: &[&str] = &[
     "ALL", "AND", "AS", "ASC", "AVG", "BETWEEN", "BY", "CASE", "CAST", "COUNT", "CREATE", "CROSS",
     "DESC", "DESCRIBE", "DISTINCT", "DROP", "ELSE", "END", "EXCEPT", "EXISTS", "EXPLAIN", "FALSE",
@@ -686,7 +637,9 @@ impl Completer for SqlHelper {
         }
         let start = head
             .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '?'))
-            .map_or(0, |i| i + head[i..].chars().next().map_or(1, char::len_utf8));
+            .map_or(0, |i| {
+                i + head[i..].chars().next().map_or(1, char::len_utf8)
+            });
         let word = &head[start..];
         let pairs = self
             .candidates(line, start, word)
@@ -714,62 +667,50 @@ impl Helper for SqlHelper {}
 mod tests {
     use super::*;
 
-    fn split(text: &str) -> (Vec<&str>, String) {
-        let (statements, rest) = split_statements(text);
-        let leaked: Vec<&str> = statements
-            .into_iter()
-            .map(|s| &*Box::leak(s.into_boxed_str()))
-            .collect();
-        (leaked, rest)
+    #[test]
+    fn splits_statements() {
+        // (input, complete statements, unfinished rest)
+        let cases: &[(&str, &[&str], &str)] = &[
+            ("select 1;", &["select 1;"], ""),
+            (
+                "select 1; select\n2;  select 3",
+                &["select 1;", "select\n2;"],
+                "select 3",
+            ),
+            ("select 1", &[], "select 1"),
+            (";; ;", &[], ""),
+            // Semicolons in literals, quoted identifiers and comments don't count.
+            ("select ';' as a; ", &["select ';' as a;"], ""),
+            ("select 'it''s;' ;", &["select 'it''s;' ;"], ""),
+            ("select \"a;b\";", &["select \"a;b\";"], ""),
+            ("select '--';", &["select '--';"], ""),
+            ("select 1 -- done;\n", &[], "select 1 -- done;\n"),
+            ("select 1 -- done;\n;", &["select 1 -- done;\n;"], ""),
+            (
+                "select /* a; /* b; */ c; */ 1;",
+                &["select /* a; /* b; */ c; */ 1;"],
+                "",
+            ),
+            // An open quote keeps the statement open across lines.
+            ("select 'a;\nb", &[], "select 'a;\nb"),
+            // Comments alone are no statement.
+            ("select 1; -- bye", &["select 1;"], ""),
+            ("-- one\n/* two */\n", &[], ""),
+        ];
+        for &(input, statements, rest) in cases {
+            let (got, got_rest) = split_statements(input);
+            assert_eq!(got, statements, "{input:?}");
+            assert_eq!(got_rest, rest, "{input:?}");
+        }
     }
 
     #[test]
-    fn splits_at_semicolons() {
-        assert_eq!(split("select 1;"), (vec!["select 1;"], String::new()));
-        assert_eq!(
-            split("select 1; select\n2;  select 3"),
-            (vec!["select 1;", "select\n2;"], "select 3".to_string())
-        );
-        assert_eq!(split("select 1"), (vec![], "select 1".to_string()));
-        assert_eq!(split(";; ;"), (vec![], String::new()));
-    }
-
-    #[test]
-    fn ignores_semicolons_in_strings_and_comments() {
-        assert_eq!(
-            split("select ';' as a; "),
-            (vec!["select ';' as a;"], String::new())
-        );
-        assert_eq!(
-            split("select 'it''s;' ;"),
-            (vec!["select 'it''s;' ;"], String::new())
-        );
-        assert_eq!(split("select \"a;b\";"), (vec!["select \"a;b\";"], String::new()));
-        assert_eq!(
-            split("select 1 -- done;\n"),
-            (vec![], "select 1 -- done;\n".to_string())
-        );
-        assert_eq!(
-            split("select 1 -- done;\n;"),
-            (vec!["select 1 -- done;\n;"], String::new())
-        );
-        assert_eq!(
-            split("select /* a; /* b; */ c; */ 1;"),
-            (vec!["select /* a; /* b; */ c; */ 1;"], String::new())
-        );
-        assert_eq!(split("select '--';"), (vec!["select '--';"], String::new()));
-        // An open quote keeps the statement open across lines.
-        assert_eq!(split("select 'a;\nb"), (vec![], "select 'a;\nb".to_string()));
-    }
-
-    #[test]
-    fn comments_alone_are_blank() {
-        assert_eq!(split("select 1; -- bye"), (vec!["select 1;"], String::new()));
-        assert_eq!(split("-- one\n/* two */\n"), (vec![], String::new()));
+    fn blank_is_whitespace_and_comments() {
         assert!(is_blank("  -- x\n /* y */ "));
+        assert!(is_blank(""));
         assert!(!is_blank("-- x\nselect"));
         assert!(!is_blank("/* x */ ;"));
-        assert!(is_blank(""));
+        assert!(!is_blank("''"));
     }
 
     #[test]
@@ -829,7 +770,10 @@ mod tests {
     fn completes_names_keywords_and_commands() {
         let h = helper(&["opens", "live.opens", "pid", "path"]);
         assert_eq!(complete(&h, "select * from op"), (14, vec!["opens".into()]));
-        assert_eq!(complete(&h, "select * from live.o"), (14, vec!["live.opens".into()]));
+        assert_eq!(
+            complete(&h, "select * from live.o"),
+            (14, vec!["live.opens".into()])
+        );
         assert_eq!(complete(&h, "sel"), (0, vec!["select".into()]));
         assert_eq!(complete(&h, "SEL"), (0, vec!["SELECT".into()]));
         assert_eq!(
