@@ -16,10 +16,7 @@ fn start(rt: &tokio::runtime::Runtime, ring: u64) -> Running {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
 }
 
 #[test]
@@ -48,11 +45,7 @@ fn probe_syscalls_appear_with_exact_fields() {
     let t0 = app::now_ns();
     let status = Command::new(&probe)
         .arg(dir.path())
-        .args([
-            tcp_port.to_string(),
-            refused_port.to_string(),
-            tcp6_port.to_string(),
-        ])
+        .args([tcp_port.to_string(), refused_port.to_string(), tcp6_port.to_string()])
         .arg(&unix_path)
         .status()
         .unwrap();
@@ -66,14 +59,8 @@ fn probe_syscalls_appear_with_exact_fields() {
     let ctx = running.engine.session().unwrap();
 
     // the probe's pid, from its own exec
-    let rows = query(
-        &rt,
-        &ctx,
-        &format!(
-            "SELECT pid FROM execs WHERE filename = '{}' AND ppid = {me}",
-            probe.display()
-        ),
-    );
+    let rows =
+        query(&rt, &ctx, &format!("SELECT pid FROM execs WHERE filename = '{}' AND ppid = {me}", probe.display()));
     assert_eq!(rows.len(), 1, "exactly one exec of the probe: {rows:?}");
     let pid: u32 = rows[0][0].parse().unwrap();
 
@@ -98,55 +85,15 @@ fn probe_syscalls_appear_with_exact_fields() {
         ok("true"),
         ok("true"),
     ];
-    let row = |cols: &[&str]| -> Vec<String> {
-        cols.iter()
-            .map(|s| s.to_string())
-            .chain(tail.iter().cloned())
-            .collect()
-    };
+    let row =
+        |cols: &[&str]| -> Vec<String> { cols.iter().map(|s| s.to_string()).chain(tail.iter().cloned()).collect() };
     assert_eq!(
         opens,
         vec![
-            row(&[
-                "open",
-                "-100",
-                &format!("{d}/exists"),
-                "0",
-                "O_RDONLY",
-                "0",
-                "3",
-                "NULL"
-            ]),
-            row(&[
-                "openat",
-                "-100",
-                &format!("{d}/missing"),
-                "524288",
-                "O_RDONLY|O_CLOEXEC",
-                "0",
-                "-2",
-                "ENOENT"
-            ]),
-            row(&[
-                "openat2",
-                "-100",
-                &format!("{d}/exists"),
-                "524288",
-                "O_RDONLY|O_CLOEXEC",
-                "0",
-                "3",
-                "NULL"
-            ]),
-            row(&[
-                "creat",
-                "-100",
-                &format!("{d}/created"),
-                "577",
-                "O_WRONLY|O_CREAT|O_TRUNC",
-                "416",
-                "3",
-                "NULL"
-            ]),
+            row(&["open", "-100", &format!("{d}/exists"), "0", "O_RDONLY", "0", "3", "NULL"]),
+            row(&["openat", "-100", &format!("{d}/missing"), "524288", "O_RDONLY|O_CLOEXEC", "0", "-2", "ENOENT"]),
+            row(&["openat2", "-100", &format!("{d}/exists"), "524288", "O_RDONLY|O_CLOEXEC", "0", "3", "NULL"]),
+            row(&["creat", "-100", &format!("{d}/created"), "577", "O_WRONLY|O_CREAT|O_TRUNC", "416", "3", "NULL"]),
         ]
     );
 
@@ -159,58 +106,18 @@ fn probe_syscalls_appear_with_exact_fields() {
         ),
     );
     let c = |cols: &[&str]| -> Vec<String> {
-        cols.iter()
-            .map(|s| s.to_string())
-            .chain([ok("sysql-probe"), me.to_string()])
-            .collect()
+        cols.iter().map(|s| s.to_string()).chain([ok("sysql-probe"), me.to_string()]).collect()
     };
-    let (p4, pr, p6) = (
-        tcp_port.to_string(),
-        refused_port.to_string(),
-        tcp6_port.to_string(),
-    );
+    let (p4, pr, p6) = (tcp_port.to_string(), refused_port.to_string(), tcp6_port.to_string());
     let up = unix_path.display().to_string();
     assert_eq!(
         connects,
         vec![
-            c(&[
-                "connect",
-                "3",
-                "inet",
-                "stream",
-                "tcp",
-                "127.0.0.1",
-                &p4,
-                "NULL",
-                "0",
-                "NULL"
-            ]),
-            c(&[
-                "connect",
-                "3",
-                "inet",
-                "stream",
-                "tcp",
-                "127.0.0.1",
-                &pr,
-                "NULL",
-                "-111",
-                "ECONNREFUSED"
-            ]),
+            c(&["connect", "3", "inet", "stream", "tcp", "127.0.0.1", &p4, "NULL", "0", "NULL"]),
+            c(&["connect", "3", "inet", "stream", "tcp", "127.0.0.1", &pr, "NULL", "-111", "ECONNREFUSED"]),
             c(&["connect", "3", "inet6", "stream", "tcp", "::1", &p6, "NULL", "0", "NULL"]),
             c(&["connect", "3", "unix", "stream", "NULL", "NULL", "NULL", &up, "0", "NULL"]),
-            c(&[
-                "connect",
-                "3",
-                "inet",
-                "dgram",
-                "udp",
-                "127.0.0.53",
-                "53",
-                "NULL",
-                "0",
-                "NULL"
-            ]),
+            c(&["connect", "3", "inet", "dgram", "udp", "127.0.0.53", "53", "NULL", "0", "NULL"]),
         ]
     );
 
@@ -268,17 +175,9 @@ fn probe_syscalls_appear_with_exact_fields() {
     );
 
     // sysql never traces itself
-    let own = query(
-        &rt,
-        &ctx,
-        &format!("SELECT count(*) FROM opens WHERE path = '{d}/self-open'"),
-    );
+    let own = query(&rt, &ctx, &format!("SELECT count(*) FROM opens WHERE path = '{d}/self-open'"));
     assert_eq!(own, vec![vec!["0".to_string()]]);
-    let own = query(
-        &rt,
-        &ctx,
-        &format!("SELECT count(*) FROM opens WHERE pid = {me}"),
-    );
+    let own = query(&rt, &ctx, &format!("SELECT count(*) FROM opens WHERE pid = {me}"));
     assert_eq!(own, vec![vec!["0".to_string()]]);
 
     // the issue's questions run
@@ -288,31 +187,13 @@ fn probe_syscalls_appear_with_exact_fields() {
         "SELECT comm, count(*) FROM connects WHERE protocol = 'tcp' AND ts > now() - INTERVAL '1 hour' \
          AND comm = 'sysql-probe' GROUP BY comm ORDER BY 2 DESC",
     );
-    assert!(
-        q.iter()
-            .any(|r| r[0] == "sysql-probe" && r[1].parse::<u64>().unwrap() >= 3),
-        "{q:?}"
-    );
-    let failed = query(
-        &rt,
-        &ctx,
-        &format!("SELECT comm, filename, argv, errno FROM execs WHERE ret < 0 AND pid = {pid}"),
-    );
+    assert!(q.iter().any(|r| r[0] == "sysql-probe" && r[1].parse::<u64>().unwrap() >= 3), "{q:?}");
+    let failed =
+        query(&rt, &ctx, &format!("SELECT comm, filename, argv, errno FROM execs WHERE ret < 0 AND pid = {pid}"));
     assert_eq!(failed.len(), 1);
 
-    let stats = query(
-        &rt,
-        &ctx,
-        "SELECT table_name, captured > 0 FROM sysql_stats ORDER BY table_name",
-    );
-    assert_eq!(
-        stats,
-        vec![
-            e(&["connects", "true"]),
-            e(&["execs", "true"]),
-            e(&["opens", "true"])
-        ]
-    );
+    let stats = query(&rt, &ctx, "SELECT table_name, captured > 0 FROM sysql_stats ORDER BY table_name");
+    assert_eq!(stats, vec![e(&["connects", "true"]), e(&["execs", "true"]), e(&["opens", "true"])]);
 }
 
 #[test]
@@ -323,38 +204,16 @@ fn a_full_ring_buffer_is_counted_as_lost() {
     let dir = TempDir::new("lost");
     let probe = compile_probe(&dir);
     const N: u64 = 20_000;
-    let status = Command::new(&probe)
-        .arg("burst")
-        .arg(dir.path())
-        .arg(N.to_string())
-        .status()
-        .unwrap();
+    let status = Command::new(&probe).arg("burst").arg(dir.path()).arg(N.to_string()).status().unwrap();
     assert!(status.success());
     rt.block_on(running.sync());
     let ctx = running.engine.session().unwrap();
     let d = dir.path().display();
-    let seen: u64 = query(
-        &rt,
-        &ctx,
-        &format!("SELECT count(*) FROM opens WHERE path LIKE '{d}/burst-%'"),
-    )[0][0]
-        .parse()
-        .unwrap();
-    let lost: u64 = query(
-        &rt,
-        &ctx,
-        "SELECT lost_kernel FROM sysql_stats WHERE table_name = 'opens'",
-    )[0][0]
-        .parse()
-        .unwrap();
-    assert!(
-        seen < N,
-        "a 4 KiB ring cannot hold a burst of {N}: saw {seen}"
-    );
+    let seen: u64 =
+        query(&rt, &ctx, &format!("SELECT count(*) FROM opens WHERE path LIKE '{d}/burst-%'"))[0][0].parse().unwrap();
+    let lost: u64 =
+        query(&rt, &ctx, "SELECT lost_kernel FROM sysql_stats WHERE table_name = 'opens'")[0][0].parse().unwrap();
+    assert!(seen < N, "a 4 KiB ring cannot hold a burst of {N}: saw {seen}");
     // other processes may lose events too, so at least the burst's are counted
-    assert!(
-        lost >= N - seen,
-        "{} burst events missing but only {lost} counted lost",
-        N - seen
-    );
+    assert!(lost >= N - seen, "{} burst events missing but only {lost} counted lost", N - seen);
 }

@@ -38,29 +38,18 @@ impl Drop for TempDir {
 pub fn compile_probe(dir: &TempDir) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/probe/sysql-probe.c");
     let exe = dir.join("sysql-probe");
-    let status = Command::new("cc")
-        .args(["-O1", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .status()
-        .expect("cc runs");
+    let status = Command::new("cc").args(["-O1", "-o"]).arg(&exe).arg(&src).status().expect("cc runs");
     assert!(status.success(), "compiling the probe failed");
     exe
 }
 
 /// Runs SQL and returns every row as strings (NULL for nulls).
 pub fn query(rt: &tokio::runtime::Runtime, ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
-    let batches = rt
-        .block_on(async { ctx.sql(sql).await?.collect().await })
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let batches = rt.block_on(async { ctx.sql(sql).await?.collect().await }).unwrap_or_else(|e| panic!("{sql}: {e}"));
     let opts = FormatOptions::default().with_null("NULL");
     let mut rows = Vec::new();
     for b in &batches {
-        let fmts: Vec<_> = b
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
-            .collect();
+        let fmts: Vec<_> = b.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap()).collect();
         for r in 0..b.num_rows() {
             rows.push(fmts.iter().map(|f| f.value(r).to_string()).collect());
         }

@@ -25,12 +25,7 @@ static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sysql.b
 const PROGRAMS: &[(&str, &[&str])] = &[
     (
         "sys_exit_open",
-        &[
-            "syscalls/sys_exit_open",
-            "syscalls/sys_exit_openat",
-            "syscalls/sys_exit_openat2",
-            "syscalls/sys_exit_creat",
-        ],
+        &["syscalls/sys_exit_open", "syscalls/sys_exit_openat", "syscalls/sys_exit_openat2", "syscalls/sys_exit_creat"],
     ),
     ("sys_exit_connect", &["syscalls/sys_exit_connect"]),
     ("sys_exit_execve", &["syscalls/sys_exit_execve", "syscalls/sys_exit_execveat"]),
@@ -149,10 +144,8 @@ impl Capture {
     pub fn kernel_lost(&self) -> Result<[u64; TABLE_COUNT], SetupError> {
         let mut out = [0u64; TABLE_COUNT];
         for (i, slot) in out.iter_mut().enumerate() {
-            let values = self
-                .lost
-                .get(&(i as u32), 0)
-                .map_err(|e| SetupError::Load(format!("reading loss counters: {e}")))?;
+            let values =
+                self.lost.get(&(i as u32), 0).map_err(|e| SetupError::Load(format!("reading loss counters: {e}")))?;
             *slot = values.iter().sum();
         }
         Ok(out)

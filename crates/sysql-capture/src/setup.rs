@@ -20,13 +20,17 @@ const CAP_BPF: u32 = 39;
 /// Why sysql could not start capturing.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("permission denied: sysql needs root (or CAP_BPF and CAP_PERFMON) to load its eBPF programs; run it with sudo")]
+    #[error(
+        "permission denied: sysql needs root (or CAP_BPF and CAP_PERFMON) to load its eBPF programs; run it with sudo"
+    )]
     NotPrivileged,
     #[error("kernel BTF not found at {0}: sysql needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
     NoBtf(String),
     #[error("tracefs is not mounted and mounting it failed ({0}); mount it with: mount -t tracefs nodev /sys/kernel/tracing")]
     NoTracefs(String),
-    #[error("tracepoint {0} not found: this kernel lacks it (sysql needs syscall tracepoints, CONFIG_FTRACE_SYSCALLS=y)")]
+    #[error(
+        "tracepoint {0} not found: this kernel lacks it (sysql needs syscall tracepoints, CONFIG_FTRACE_SYSCALLS=y)"
+    )]
     MissingTracepoint(String),
     #[error("the kernel verifier rejected program {program}: {detail}; please report this with your kernel version (uname -r)")]
     Rejected { program: String, detail: String },
@@ -90,11 +94,7 @@ fn ensure_tracefs() -> Result<(), SetupError> {
 /// Nanoseconds to add to `CLOCK_BOOTTIME` (the kernel programs' clock) to get
 /// UTC wall-clock time.
 pub fn clock_offset_ns() -> i64 {
-    let ns = |id| {
-        clock_gettime(id)
-            .map(|t| t.tv_sec() as i128 * 1_000_000_000 + t.tv_nsec() as i128)
-            .unwrap_or(0)
-    };
+    let ns = |id| clock_gettime(id).map(|t| t.tv_sec() as i128 * 1_000_000_000 + t.tv_nsec() as i128).unwrap_or(0);
     // Bracket the realtime read with two boottime reads to halve the error.
     let b1 = ns(ClockId::CLOCK_BOOTTIME);
     let r = ns(ClockId::CLOCK_REALTIME);
@@ -107,7 +107,7 @@ fn first_line(s: &str) -> String {
 }
 
 fn last_line(s: &str) -> String {
-    s.lines().map(str::trim).filter(|l| !l.is_empty()).next_back().unwrap_or("").to_string()
+    s.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("").to_string()
 }
 
 pub(crate) fn load_error(e: EbpfError) -> SetupError {

@@ -59,7 +59,8 @@ impl History {
         if b.batch.num_rows() == 0 {
             return;
         }
-        let mut entry = Entry { bytes: b.batch.get_array_memory_size(), batch: b.batch, min_ts: b.min_ts, max_ts: b.max_ts };
+        let mut entry =
+            Entry { bytes: b.batch.get_array_memory_size(), batch: b.batch, min_ts: b.min_ts, max_ts: b.max_ts };
         {
             let mut q = self.lock(table as usize);
             // Quiet tables flush small batches often: merge them into the
@@ -93,9 +94,7 @@ impl History {
 
     /// Removes the batch with the oldest rows across all tables.
     fn evict_oldest(&self) -> bool {
-        let oldest = (0..TABLE_COUNT)
-            .filter_map(|t| self.lock(t).front().map(|e| (e.min_ts, t)))
-            .min();
+        let oldest = (0..TABLE_COUNT).filter_map(|t| self.lock(t).front().map(|e| (e.min_ts, t))).min();
         let Some((_, t)) = oldest else { return false };
         let Some(e) = self.lock(t).pop_front() else { return false };
         self.used.fetch_sub(e.bytes, Relaxed);
@@ -121,11 +120,7 @@ impl History {
     pub fn snapshot(&self, table: Table, lo: Option<i64>, hi: Option<i64>) -> Vec<RecordBatch> {
         let lo = lo.unwrap_or(i64::MIN);
         let hi = hi.unwrap_or(i64::MAX);
-        self.lock(table as usize)
-            .iter()
-            .filter(|e| e.max_ts >= lo && e.min_ts <= hi)
-            .map(|e| e.batch.clone())
-            .collect()
+        self.lock(table as usize).iter().filter(|e| e.max_ts >= lo && e.min_ts <= hi).map(|e| e.batch.clone()).collect()
     }
 
     pub fn usage(&self, table: Table) -> Usage {

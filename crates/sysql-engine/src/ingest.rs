@@ -14,7 +14,7 @@ use crate::stats::Stats;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use sysql_events::{decode, DecodeError, Record, Table, TABLE_COUNT, KIND_CONNECT, KIND_EXEC, KIND_OPEN};
+use sysql_events::{decode, DecodeError, Record, Table, KIND_CONNECT, KIND_EXEC, KIND_OPEN, TABLE_COUNT};
 
 pub struct Ingest {
     opens: OpensBuilder,
@@ -34,7 +34,12 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    pub(crate) fn new(history: Arc<History>, live: Arc<LiveHub>, stats: Arc<Stats>, config: &crate::EngineConfig) -> Self {
+    pub(crate) fn new(
+        history: Arc<History>,
+        live: Arc<LiveHub>,
+        stats: Arc<Stats>,
+        config: &crate::EngineConfig,
+    ) -> Self {
         // Builders start small and grow: a quiet table's batches stay small.
         let start = 64;
         Ingest {

@@ -17,11 +17,11 @@ pub mod stats;
 pub mod window;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::catalog::MemorySchemaProvider;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use history::History;
-use live_table::LiveTable;
 use live::LiveHub;
+use live_table::LiveTable;
 use provider::{HistoryTable, StatsTable};
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,7 +113,8 @@ impl Engine {
 
     /// A SQL session with every table registered.
     pub fn session(&self) -> datafusion::error::Result<SessionContext> {
-        let config = SessionConfig::new().with_information_schema(true);
+        // The engine rides along, so the shell can reach live streams.
+        let config = SessionConfig::new().with_information_schema(true).with_extension(Arc::new(self.clone()));
         let ctx = SessionContext::new_with_config(config);
         for (table, schema) in event_tables() {
             ctx.register_table(table.name(), Arc::new(HistoryTable::new(table, schema, self.history.clone())))?;

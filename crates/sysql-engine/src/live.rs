@@ -16,8 +16,8 @@
 use crate::event::Batch;
 use crate::stats::Stats;
 use datafusion::arrow::array::{Array, Scalar, TimestampNanosecondArray};
-use datafusion::arrow::compute::{concat_batches, filter_record_batch, sort_to_indices, take_record_batch};
 use datafusion::arrow::compute::kernels::cmp::{gt, lt_eq};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch, sort_to_indices, take_record_batch};
 use datafusion::arrow::record_batch::RecordBatch;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};

@@ -58,11 +58,12 @@ impl PartitionStream for LivePartition {
     fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let ordered = ctx.session_config().get_extension::<LiveMode>().is_none_or(|m| m.ordered);
         let (rx, _) = self.hub.subscribe(self.table, ordered, now_ns());
-        let stream = tokio_stream_from(rx).filter_map(|item| async move {
-            match item {
-                LiveItem::Rows(b) => Some(Ok(b)),
-                LiveItem::Watermark(_) => None,
-            }
+        // A watermark becomes an empty batch: a heartbeat that lets operators
+        // downstream (joins) run and emit what they hold while the table is idle.
+        let schema = self.schema.clone();
+        let stream = tokio_stream_from(rx).map(move |item| match item {
+            LiveItem::Rows(b) => Ok(b),
+            LiveItem::Watermark(_) => Ok(datafusion::arrow::record_batch::RecordBatch::new_empty(schema.clone())),
         });
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
     }
@@ -114,7 +115,14 @@ impl TableProvider for LiveTable {
             .and_then(|i| LexOrdering::new([PhysicalSortExpr::new_default(Arc::new(Column::new("ts", i)))]))
             .into_iter()
             .collect();
-        Ok(Arc::new(StreamingTableExec::try_new(self.schema.clone(), vec![partition], projection, ordering, true, limit)?))
+        Ok(Arc::new(StreamingTableExec::try_new(
+            self.schema.clone(),
+            vec![partition],
+            projection,
+            ordering,
+            true,
+            limit,
+        )?))
     }
 }
 
@@ -137,7 +145,10 @@ fn order_free(plan: &Arc<dyn ExecutionPlan>) -> bool {
 
 /// Readies an unbounded plan for a live run: picks the stream kind, and makes
 /// filters emit matches at once. Returns the plan and the task to run it in.
-pub fn prepare_live(plan: Arc<dyn ExecutionPlan>, task: Arc<TaskContext>) -> Result<(Arc<dyn ExecutionPlan>, Arc<TaskContext>)> {
+pub fn prepare_live(
+    plan: Arc<dyn ExecutionPlan>,
+    task: Arc<TaskContext>,
+) -> Result<(Arc<dyn ExecutionPlan>, Arc<TaskContext>)> {
     let ordered = !order_free(&plan);
     let plan = plan
         .transform_up(|node| {
@@ -149,7 +160,10 @@ pub fn prepare_live(plan: Arc<dyn ExecutionPlan>, task: Arc<TaskContext>) -> Res
             Ok(Transformed::no(node))
         })?
         .data;
-    let config: SessionConfig = task.session_config().clone().with_extension(Arc::new(LiveMode { ordered }));
+    // Operators that coalesce their output (joins, filters) would hold rows
+    // back until a full batch: on a live stream, every row goes out at once.
+    let config: SessionConfig =
+        task.session_config().clone().with_batch_size(1).with_extension(Arc::new(LiveMode { ordered }));
     let task = Arc::new(TaskContext::new(
         task.task_id(),
         task.session_id(),

@@ -18,9 +18,9 @@ use crate::live::LiveItem;
 use crate::live_table::now_ns;
 use crate::{event_tables, Engine};
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, TimestampNanosecondArray, UInt64Array};
-use datafusion::arrow::compute::{concat_batches, filter_record_batch};
-use datafusion::arrow::compute::kernels::cmp::{gt_eq, lt};
 use datafusion::arrow::compute::and;
+use datafusion::arrow::compute::kernels::cmp::{gt_eq, lt};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{plan_err, DataFusionError, Result, ScalarValue};
 use datafusion::datasource::MemTable;
@@ -39,11 +39,18 @@ use sysql_events::Table;
 /// The window kinds, sizes in nanoseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WindowKind {
-    Tumble { width: i64 },
-    Hop { slide: i64, width: i64 },
+    Tumble {
+        width: i64,
+    },
+    Hop {
+        slide: i64,
+        width: i64,
+    },
     /// Per key (the other GROUP BY expressions): a session ends after `gap`
     /// with no event; `window_end` is its last event plus the gap.
-    Session { gap: i64 },
+    Session {
+        gap: i64,
+    },
 }
 
 /// A live windowed query, ready to run.
@@ -121,7 +128,8 @@ pub async fn plan(ctx: &SessionContext, sql: &str) -> Result<Option<WindowQuery>
     let SetExpr::Select(select) = query.body.as_ref() else { return Ok(None) };
     let Some(table) = live_table(select) else { return Ok(None) };
     let GroupByExpr::Expressions(keys, _) = &select.group_by else { return Ok(None) };
-    let Some((window_expr, (kind, intervals))) = keys.iter().find_map(|k| window_call(k).map(|w| (k.clone(), w))) else {
+    let Some((window_expr, (kind, intervals))) = keys.iter().find_map(|k| window_call(k).map(|w| (k.clone(), w)))
+    else {
         return Ok(None);
     };
     let kind = match kind.as_str() {
@@ -309,7 +317,9 @@ async fn run_sessions(
             let ends = b.column(b.num_columns() - 1).as_any().downcast_ref::<TimestampNanosecondArray>();
             let Some(ends) = ends else { return plan_err!("session end is not a timestamp") };
             let cut = datafusion::arrow::array::Scalar::new(
-                TimestampNanosecondArray::new_scalar(wm).into_inner().with_timezone_opt(ends.timezone().map(str::to_string)),
+                TimestampNanosecondArray::new_scalar(wm)
+                    .into_inner()
+                    .with_timezone_opt(ends.timezone().map(str::to_string)),
             );
             let done = datafusion::arrow::compute::kernels::cmp::lt_eq(ends, &cut)?;
             let open = datafusion::arrow::compute::not(&done)?;
@@ -324,7 +334,10 @@ async fn run_sessions(
         // window_lost: losses between the oldest closed session's start and now
         let closed_all = concat_batches(&closed[0].schema(), &closed)?;
         let start_col = closed_all.column(closed_all.num_columns() - 2).clone();
-        let first = start_col.as_any().downcast_ref::<TimestampNanosecondArray>().map(|a| a.values().iter().copied().min().unwrap_or(wm));
+        let first = start_col
+            .as_any()
+            .downcast_ref::<TimestampNanosecondArray>()
+            .map(|a| a.values().iter().copied().min().unwrap_or(wm));
         let lost = losses.between(first.unwrap_or(wm), wm);
         let mut cols = closed_all.columns().to_vec();
         cols.push(Arc::new(UInt64Array::from(vec![lost; closed_all.num_rows()])));

@@ -77,6 +77,11 @@ fn every_saved_query_plans_runs_and_answers() {
             .block_on(async { ctx.sql(&sql).await?.collect().await })
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        assert!(rows > 0, "{} answered nothing over the synthetic capture:\n{}", file.display(), pretty_format_batches(&batches).unwrap());
+        assert!(
+            rows > 0,
+            "{} answered nothing over the synthetic capture:\n{}",
+            file.display(),
+            pretty_format_batches(&batches).unwrap()
+        );
     }
 }

@@ -179,12 +179,7 @@ async fn hopping_windows_overlap() {
     let counts: Vec<(String, String)> = rows.into_iter().map(|r| (r[0].clone(), r[1].clone())).collect();
     assert_eq!(
         counts,
-        vec![
-            (at(b, -1), "100".into()),
-            (at(b, 0), "200".into()),
-            (at(b, 1), "200".into()),
-            (at(b, 2), "100".into()),
-        ]
+        vec![(at(b, -1), "100".into()), (at(b, 0), "200".into()), (at(b, 1), "200".into()), (at(b, 2), "100".into()),]
     );
 }
 

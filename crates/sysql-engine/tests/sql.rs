@@ -74,9 +74,7 @@ fn engine(offset: i64) -> Engine {
 
 fn rows(ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let batches = rt
-        .block_on(async { ctx.sql(sql).await?.collect().await })
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let batches = rt.block_on(async { ctx.sql(sql).await?.collect().await }).unwrap_or_else(|e| panic!("{sql}: {e}"));
     let opts = FormatOptions::default().with_null("NULL");
     let mut out = Vec::new();
     for b in &batches {
@@ -102,7 +100,10 @@ fn which_process_opened_etc_shadow() {
     ingest.flush();
     let ctx = engine.session().unwrap();
     assert_eq!(
-        rows(&ctx, "SELECT ts, pid, comm, uid, ret, errno, flags_text FROM opens WHERE path = '/etc/shadow' ORDER BY ts"),
+        rows(
+            &ctx,
+            "SELECT ts, pid, comm, uid, ret, errno, flags_text FROM opens WHERE path = '/etc/shadow' ORDER BY ts"
+        ),
         vec![
             r(&["2023-11-14T22:13:22Z", "200", "sshd", "1000", "4", "NULL", "O_RDONLY|O_CLOEXEC"]),
             r(&["2023-11-14T22:13:23Z", "300", "evil", "1000", "-13", "EACCES", "O_RDONLY"]),
@@ -179,7 +180,10 @@ fn garbled_records_are_counted_not_fatal() {
             r(&["opens", "2", "1", "1"]),
         ]
     );
-    assert_eq!(rows(&ctx, "SELECT path_truncated FROM opens ORDER BY path_truncated"), vec![r(&["false"]), r(&["true"])]);
+    assert_eq!(
+        rows(&ctx, "SELECT path_truncated FROM opens ORDER BY path_truncated"),
+        vec![r(&["false"]), r(&["true"])]
+    );
 }
 
 #[test]
@@ -238,10 +242,7 @@ fn old_events_expire_and_time_predicates_skip_batches() {
     let kept: u64 = left[0][0].parse().unwrap();
     assert_eq!(expired[0][0].parse::<u64>().unwrap() + kept, 1000);
     // a ts predicate returns exact rows
-    let q = rows(
-        &ctx,
-        "SELECT count(*) FROM opens WHERE ts >= to_timestamp_nanos(1700000000000000000 + 990000000000)",
-    );
+    let q = rows(&ctx, "SELECT count(*) FROM opens WHERE ts >= to_timestamp_nanos(1700000000000000000 + 990000000000)");
     assert_eq!(q, vec![r(&["10"])]);
 }
 

@@ -59,7 +59,7 @@ fn view<T: Pod>(bytes: &[u8], kind: u32) -> Result<&T, DecodeError> {
     if bytes.len() < size_of::<T>() {
         return Err(DecodeError::NotEnoughBytes { kind, need: size_of::<T>(), got: bytes.len() });
     }
-    if bytes.as_ptr() as usize % align_of::<T>() != 0 {
+    if !(bytes.as_ptr() as usize).is_multiple_of(align_of::<T>()) {
         return Err(DecodeError::Misaligned);
     }
     // SAFETY: length and alignment checked above; T is Pod, so any bytes are a

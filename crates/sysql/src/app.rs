@@ -22,6 +22,23 @@ pub struct Running {
 }
 
 impl Running {
+    /// A SQL session over the capture, which syncs before each statement.
+    pub fn session(&self) -> datafusion::error::Result<datafusion::prelude::SessionContext> {
+        let ctx = self.engine.session()?;
+        let sync = self.sync.clone();
+        let before = crate::exec::BeforeStatement(Box::new(move || {
+            let sync = sync.clone();
+            Box::pin(async move {
+                let (tx, rx) = oneshot::channel();
+                if sync.send(tx).await.is_ok() {
+                    let _ = rx.await;
+                }
+            })
+        }));
+        ctx.state_ref().write().config_mut().set_extension(std::sync::Arc::new(before));
+        Ok(ctx)
+    }
+
     /// Returns once every event the kernel had produced when it was called is
     /// in the tables (and the loss counters are current).
     pub async fn sync(&self) {
@@ -33,10 +50,7 @@ impl Running {
 }
 
 pub fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
 /// Loads the kernel programs and starts the reader task on the runtime.
@@ -46,13 +60,9 @@ pub fn start(
     history_memory: u64,
     ring_size: u64,
 ) -> Result<Running, SetupError> {
-    let ring_bytes = u32::try_from(ring_size).map_err(|_| {
-        SetupError::Config(format!("ring buffer size {ring_size} is larger than 2 GiB"))
-    })?;
-    let config = CaptureConfig {
-        ring_bytes,
-        ..CaptureConfig::default()
-    };
+    let ring_bytes = u32::try_from(ring_size)
+        .map_err(|_| SetupError::Config(format!("ring buffer size {ring_size} is larger than 2 GiB")))?;
+    let config = CaptureConfig { ring_bytes, ..CaptureConfig::default() };
     // AsyncFd registration needs the runtime's reactor.
     let capture = rt.block_on(async { Capture::start(&config) })?;
     let engine = Engine::new(EngineConfig {

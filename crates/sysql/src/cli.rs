@@ -12,12 +12,7 @@ use std::time::Duration;
 #[command(name = "sysql", version, about, long_about = None)]
 pub struct Args {
     /// Run this SQL (one or more `;`-separated statements) and exit.
-    #[arg(
-        short = 'c',
-        long = "command",
-        value_name = "SQL",
-        conflicts_with = "file"
-    )]
+    #[arg(short = 'c', long = "command", value_name = "SQL", conflicts_with = "file")]
     pub command: Option<String>,
 
     /// Run the statements in this file and exit.
@@ -68,14 +63,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(err)?;
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(err)?;
         let value: f64 = rest[..digits].parse().map_err(|_| err())?;
         rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let scale = match &rest[..unit_len] {
             "ns" => 1e-9,
             "us" => 1e-6,

@@ -15,8 +15,32 @@ use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::sqlparser::dialect::dialect_from_str;
 use datafusion::sql::sqlparser::parser::ParserError;
 use futures::StreamExt;
+use sysql_engine::live_table::prepare_live;
+use sysql_engine::window;
 
 use crate::print::{Printer, StreamPrinter};
+use crate::status::StatusLine;
+
+/// Session extension: a live statement ends cleanly at this instant (`--for`
+/// in one-shot use) instead of running until Ctrl-C.
+#[derive(Debug, Clone, Copy)]
+pub struct StopAt(pub Instant);
+
+/// Session extension: called before each statement, so that it sees every
+/// event captured up to then (the capture's sync).
+pub struct BeforeStatement(pub Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>);
+
+fn extension<T: Send + Sync + 'static>(ctx: &SessionContext) -> Option<Arc<T>> {
+    ctx.state().config().get_extension::<T>()
+}
+
+/// Resolves at the session's [`StopAt`], or never.
+async fn deadline(ctx: &SessionContext) {
+    match extension::<StopAt>(ctx) {
+        Some(stop) => tokio::time::sleep_until(stop.0.into()).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Why a statement did not complete.
 #[derive(Debug)]
@@ -74,12 +98,10 @@ pub async fn run_sql(
     let statements = parse(ctx, sql).map_err(|e| sql_error(&e, &qualifier))?;
     let mut rows = 0;
     for statement in statements {
-        rows += run_statement(ctx, statement, printer, out)
-            .await
-            .map_err(|e| match e {
-                Failure::DataFusion(e) => sql_error(&e, &qualifier),
-                Failure::Exec(e) => e,
-            })?;
+        rows += run_statement(ctx, statement, printer, out).await.map_err(|e| match e {
+            Failure::DataFusion(e) => sql_error(&e, &qualifier),
+            Failure::Exec(e) => e,
+        })?;
     }
     Ok(rows)
 }
@@ -106,9 +128,8 @@ fn parse(ctx: &SessionContext, sql: &str) -> datafusion::error::Result<Vec<State
     let state = ctx.state();
     let options = state.config().options();
     let dialect_name = options.sql_parser.dialect;
-    let dialect = dialect_from_str(dialect_name).ok_or_else(|| {
-        DataFusionError::Configuration(format!("unsupported SQL dialect {dialect_name}"))
-    })?;
+    let dialect = dialect_from_str(dialect_name)
+        .ok_or_else(|| DataFusionError::Configuration(format!("unsupported SQL dialect {dialect_name}")))?;
     let statements = DFParserBuilder::new(sql)
         .with_dialect(dialect.as_ref())
         .with_recursion_limit(options.sql_parser.recursion_limit.get())
@@ -124,6 +145,14 @@ async fn run_statement(
     out: &mut (dyn Write + Send),
 ) -> Result<usize, Failure> {
     let start = Instant::now();
+    if let Some(before) = extension::<BeforeStatement>(ctx) {
+        (before.0)().await;
+    }
+    if let Some(engine) = extension::<sysql_engine::Engine>(ctx) {
+        if let Some(query) = window::plan(ctx, &statement.to_string()).await? {
+            return run_window(ctx, &engine, &query, printer, out, start).await;
+        }
+    }
     // Planning can take a while too (a live table may probe the kernel), so it is cancellable.
     let plan = tokio::select! {
         plan = plan(ctx, statement) => plan?,
@@ -131,7 +160,8 @@ async fn run_statement(
     };
     let task = ctx.task_ctx();
     if plan.boundedness().is_unbounded() {
-        return stream(plan, task, printer, out, start).await;
+        let (plan, task) = prepare_live(plan, task)?;
+        return stream(ctx, plan, task, printer, out, start).await;
     }
     let schema = plan.schema();
     let batches = tokio::select! {
@@ -144,18 +174,86 @@ async fn run_statement(
     Ok(rows)
 }
 
-async fn plan(
-    ctx: &SessionContext,
-    statement: Statement,
-) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+async fn plan(ctx: &SessionContext, statement: Statement) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    let live = statement.to_string().to_lowercase().contains("live.");
     let logical = ctx.state().statement_to_plan(statement).await?;
     // `execute_logical_plan` also performs DDL (CREATE VIEW, SET, ...) against the context.
     let frame = ctx.execute_logical_plan(logical).await?;
+    if live {
+        // On endless input, more than one partition puts an order-preserving
+        // merge in front of ordered operators, which then waits for a full
+        // batch from every partition: live plans run in one.
+        let (mut state, logical) = frame.into_parts();
+        state.config_mut().options_mut().execution.target_partitions = 1;
+        let _ = state.config_mut().options_mut().set("datafusion.execution.batch_size", "1");
+        return datafusion::dataframe::DataFrame::new(state, logical).create_physical_plan().await;
+    }
     frame.create_physical_plan().await
+}
+
+/// Runs a live windowed query: each window's rows are printed as it closes,
+/// until Ctrl-C or the session's deadline.
+async fn run_window(
+    ctx: &SessionContext,
+    engine: &sysql_engine::Engine,
+    query: &window::WindowQuery,
+    printer: &Printer,
+    out: &mut (dyn Write + Send),
+    start: Instant,
+) -> Result<usize, Failure> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let window_ctx = engine.session()?;
+    let (e, q) = (engine.clone(), query.clone());
+    let runner = tokio::spawn(async move {
+        window::run(&e, &window_ctx, &q, |b| tx.send(b).map_err(|_| DataFusionError::Execution("output closed".into())))
+            .await
+    });
+    let mut printer_state: Option<StreamPrinter> = None;
+    let mut status = StatusLine::new(Some(engine.clone()));
+    let interrupt = interrupted();
+    tokio::pin!(interrupt);
+    let stop = deadline(ctx);
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    let outcome = loop {
+        tokio::select! {
+            next = rx.recv() => match next {
+                Some(batch) => {
+                    status.clear();
+                    let p = printer_state.get_or_insert_with(|| StreamPrinter::new(printer, batch.schema()));
+                    p.push(out, &batch)?;
+                    status.rows(batch.num_rows());
+                }
+                None => break Ok(()),
+            },
+            _ = tick.tick() => status.show(),
+            _ = &mut interrupt => break Err(Failure::Exec(ExecError::Cancelled)),
+            _ = &mut stop => break Ok(()),
+        }
+    };
+    status.clear();
+    runner.abort();
+    let failed = match runner.await {
+        Ok(Err(e)) => Some(e),
+        _ => None,
+    };
+    let rows = match printer_state.as_mut() {
+        Some(p) => {
+            p.finish(out)?;
+            p.rows()
+        }
+        None => 0,
+    };
+    printer.print_footer(out, rows, start.elapsed())?;
+    if let Some(e) = failed {
+        return Err(Failure::DataFusion(e));
+    }
+    outcome.map(|()| rows)
 }
 
 /// Prints an unbounded result batch by batch until it ends, fails or Ctrl-C is pressed.
 async fn stream(
+    ctx: &SessionContext,
     plan: Arc<dyn ExecutionPlan>,
     task: Arc<TaskContext>,
     printer: &Printer,
@@ -164,18 +262,29 @@ async fn stream(
 ) -> Result<usize, Failure> {
     let mut printer_state = StreamPrinter::new(printer, plan.schema());
     let mut batches = execute_stream(plan, task)?;
+    let mut status = StatusLine::new(extension::<sysql_engine::Engine>(ctx).map(|e| (*e).clone()));
     let interrupt = interrupted();
     tokio::pin!(interrupt);
+    let stop = deadline(ctx);
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
     let outcome = loop {
         tokio::select! {
             next = batches.next() => match next {
-                Some(Ok(batch)) => printer_state.push(out, &batch)?,
+                Some(Ok(batch)) => {
+                    status.clear();
+                    printer_state.push(out, &batch)?;
+                    status.rows(batch.num_rows());
+                }
                 Some(Err(e)) => break Err(Failure::DataFusion(e)),
                 None => break Ok(()),
             },
+            _ = tick.tick() => status.show(),
             _ = &mut interrupt => break Err(Failure::Exec(ExecError::Cancelled)),
+            _ = &mut stop => break Ok(()),
         }
     };
+    status.clear();
     // Stop the sources before printing the footer.
     drop(batches);
     printer_state.finish(out)?;
@@ -254,6 +363,9 @@ pub fn error_message(err: &DataFusionError, qualifier: &str) -> String {
         DataFusionError::External(e) => e.to_string(),
         other => other.to_string(),
     };
+    if message.contains("pipeline breaking") || message.contains("infinite input") {
+        return UNBOUNDED.to_string();
+    }
     let message = message
         .split(DataFusionError::BACK_TRACE_SEP)
         .next()
@@ -267,6 +379,12 @@ pub fn error_message(err: &DataFusionError, qualifier: &str) -> String {
     line.push_str(&message);
     one_line(&line)
 }
+
+/// What a query that needs the whole of an endless stream is told.
+pub const UNBOUNDED: &str = "this query needs all of a live stream before it can answer (a GROUP BY without a window, \
+ORDER BY, DISTINCT, or a join without a time bound), and a live stream never ends: group by a window, \
+e.g. GROUP BY tumble(ts, INTERVAL '10 seconds'), bound the join by time \
+(ON ... AND b.ts BETWEEN a.ts AND a.ts + INTERVAL '5 seconds'), or query the history table (opens instead of live.opens)";
 
 /// Collapses all whitespace runs, newlines included, into single spaces.
 fn one_line(text: &str) -> String {
@@ -292,10 +410,7 @@ mod tests {
         ]));
         RecordBatch::try_new(
             schema,
-            vec![
-                Arc::new(Int64Array::from(vec![1, 2, 3])),
-                Arc::new(StringArray::from(vec!["init", "bash", "cat"])),
-            ],
+            vec![Arc::new(Int64Array::from(vec![1, 2, 3])), Arc::new(StringArray::from(vec!["init", "bash", "cat"]))],
         )
         .unwrap()
     }
@@ -309,11 +424,7 @@ mod tests {
     }
 
     fn csv_printer() -> Printer {
-        Printer {
-            format: Format::Csv,
-            maxrows: None,
-            timing: false,
-        }
+        Printer { format: Format::Csv, maxrows: None, timing: false }
     }
 
     async fn run(ctx: &SessionContext, sql: &str) -> (Result<usize, ExecError>, String) {
@@ -353,10 +464,7 @@ mod tests {
         let ctx = context();
         let cases = [
             ("SELECT * FROM nope", "table 'nope' not found"),
-            (
-                "SELEC 1",
-                "syntax error: Expected: an SQL statement, found: SELEC",
-            ),
+            ("SELEC 1", "syntax error: Expected: an SQL statement, found: SELEC"),
             ("SELECT nope FROM procs", "No field named nope"),
             ("SELECT 1; SELECT * FROM nope", "table 'nope' not found"),
         ];
@@ -374,14 +482,9 @@ mod tests {
     #[test]
     fn unwraps_context_and_external_errors() {
         let inner = DataFusionError::Plan("table 'datafusion.public.foo' not found".into());
-        let wrapped = DataFusionError::External(Box::new(DataFusionError::Context(
-            "opening live table".into(),
-            Box::new(inner),
-        )));
-        assert_eq!(
-            error_message(&wrapped, "datafusion.public."),
-            "opening live table: table 'foo' not found"
-        );
+        let wrapped =
+            DataFusionError::External(Box::new(DataFusionError::Context("opening live table".into(), Box::new(inner))));
+        assert_eq!(error_message(&wrapped, "datafusion.public."), "opening live table: table 'foo' not found");
         let internal = DataFusionError::Internal("bad\nthing".into());
         assert_eq!(error_message(&internal, ""), "internal error: bad thing");
     }
@@ -396,10 +499,7 @@ mod tests {
 
         fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
             let batches = vec![Ok(self.0.clone()), Ok(self.0.clone())];
-            Box::pin(RecordBatchStreamAdapter::new(
-                self.0.schema(),
-                futures::stream::iter(batches),
-            ))
+            Box::pin(RecordBatchStreamAdapter::new(self.0.schema(), futures::stream::iter(batches)))
         }
     }
 
@@ -407,20 +507,14 @@ mod tests {
     async fn streams_unbounded_tables() {
         let ctx = SessionContext::new();
         let b = batch();
-        let table = StreamingTable::try_new(b.schema(), vec![Arc::new(Replay(b))])
-            .unwrap()
-            .with_infinite_table(true);
+        let table = StreamingTable::try_new(b.schema(), vec![Arc::new(Replay(b))]).unwrap().with_infinite_table(true);
         ctx.register_table("live", Arc::new(table)).unwrap();
         let (rows, out) = run(&ctx, "SELECT comm FROM live WHERE pid <> 2").await;
         assert_eq!(rows.unwrap(), 4);
         assert_eq!(out, "comm\ninit\ncat\ninit\ncat\n");
 
         let mut out = Vec::new();
-        let table = Printer {
-            format: Format::Table,
-            maxrows: None,
-            timing: false,
-        };
+        let table = Printer { format: Format::Table, maxrows: None, timing: false };
         let rows = run_sql(&ctx, "SELECT pid FROM live LIMIT 1", &table, &mut out).await;
         assert_eq!(rows.unwrap(), 1);
         assert_eq!(

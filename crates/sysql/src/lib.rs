@@ -9,3 +9,4 @@ pub mod exec;
 pub mod oneshot;
 pub mod print;
 pub mod repl;
+pub mod status;

@@ -11,10 +11,7 @@ const SETUP_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sysql: cannot start the runtime: {e}");
@@ -28,25 +25,18 @@ fn main() -> ExitCode {
             return ExitCode::from(SETUP_ERROR);
         }
     };
-    let printer = print::Printer {
-        format: args.format,
-        maxrows: args.maxrows,
-        timing: true,
-    };
+    let printer = print::Printer { format: args.format, maxrows: args.maxrows, timing: true };
     if args.command.is_some() || args.file.is_some() {
         return oneshot::run(&rt, &running, &args, &printer);
     }
-    let ctx = match running.engine.session() {
+    let ctx = match running.session() {
         Ok(ctx) => ctx,
         Err(e) => {
             eprintln!("sysql: {e}");
             return ExitCode::from(SETUP_ERROR);
         }
     };
-    let opts = repl::ReplOptions {
-        history_path: args.history_file.clone(),
-        printer,
-    };
+    let opts = repl::ReplOptions { history_path: args.history_file.clone(), printer };
     match repl::run(&rt, ctx, opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -48,11 +48,7 @@ pub struct UnknownFormat(pub String);
 
 impl fmt::Display for UnknownFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown format '{}': expected table, csv, json or ndjson",
-            self.0
-        )
+        write!(f, "unknown format '{}': expected table, csv, json or ndjson", self.0)
     }
 }
 
@@ -97,11 +93,7 @@ pub struct Printer {
 
 impl Default for Printer {
     fn default() -> Self {
-        Printer {
-            format: Format::Table,
-            maxrows: None,
-            timing: true,
-        }
+        Printer { format: Format::Table, maxrows: None, timing: true }
     }
 }
 
@@ -109,12 +101,7 @@ impl Printer {
     /// Writes a complete (bounded) result. An empty result in `table` format is the header with
     /// no rows, in `csv` the header line, in `json` `[]`, in `ndjson` nothing. A result without
     /// columns (the answer to DDL such as `CREATE VIEW`) prints nothing.
-    pub fn print_batches(
-        &self,
-        out: &mut dyn Write,
-        schema: &SchemaRef,
-        batches: &[RecordBatch],
-    ) -> Result<()> {
+    pub fn print_batches(&self, out: &mut dyn Write, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<()> {
         let text = self.render(schema, batches)?;
         out.write_all(&text)?;
         out.flush()?;
@@ -165,10 +152,7 @@ impl Printer {
     /// "N row(s) fetched." when timing is off.
     pub fn footer(&self, rows: usize, elapsed: Duration) -> String {
         if self.timing {
-            format!(
-                "{rows} row(s) fetched. Elapsed {:.3} seconds.",
-                elapsed.as_secs_f64()
-            )
+            format!("{rows} row(s) fetched. Elapsed {:.3} seconds.", elapsed.as_secs_f64())
         } else {
             format!("{rows} row(s) fetched.")
         }
@@ -190,10 +174,7 @@ impl Printer {
 /// Arrow display options shared by all formats; only the null marker differs.
 fn format_options(format: Format) -> FormatOptions<'static> {
     let null = if format == Format::Table { "NULL" } else { "" };
-    FormatOptions::new()
-        .with_display_error(true)
-        .with_null(null)
-        .with_timestamp_format(Some(NAIVE_TIMESTAMP_FORMAT))
+    FormatOptions::new().with_display_error(true).with_null(null).with_timestamp_format(Some(NAIVE_TIMESTAMP_FORMAT))
 }
 
 /// Prints batches of an unbounded (live) result as they arrive.
@@ -215,18 +196,8 @@ pub struct StreamPrinter {
 impl StreamPrinter {
     /// A printer for a result with `schema` in the format of `printer`.
     pub fn new(printer: &Printer, schema: SchemaRef) -> Self {
-        let widths = schema
-            .fields()
-            .iter()
-            .map(|f| f.name().chars().count().max(min_width(f.data_type())))
-            .collect();
-        StreamPrinter {
-            format: printer.format,
-            schema,
-            rows: 0,
-            started: false,
-            widths,
-        }
+        let widths = schema.fields().iter().map(|f| f.name().chars().count().max(min_width(f.data_type()))).collect();
+        StreamPrinter { format: printer.format, schema, rows: 0, started: false, widths }
     }
 
     /// Rows printed so far.
@@ -300,12 +271,7 @@ impl StreamPrinter {
             .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
             .collect::<Result<Vec<_>, _>>()?;
         let rows: Vec<Vec<String>> = (0..batch.num_rows())
-            .map(|row| {
-                formatters
-                    .iter()
-                    .map(|f| one_line_cell(&f.value(row).to_string()))
-                    .collect()
-            })
+            .map(|row| formatters.iter().map(|f| one_line_cell(&f.value(row).to_string())).collect())
             .collect();
         if !self.started {
             for row in &rows {
@@ -322,12 +288,7 @@ impl StreamPrinter {
     }
 
     fn write_header(&self, buf: &mut Vec<u8>) -> Result<()> {
-        let names: Vec<String> = self
-            .schema
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
+        let names: Vec<String> = self.schema.fields().iter().map(|f| f.name().clone()).collect();
         self.write_border(buf)?;
         self.write_row(buf, &names)?;
         self.write_border(buf)
@@ -389,10 +350,7 @@ fn one_line_cell(value: &str) -> String {
     if !value.contains(['\n', '\r', '\t']) {
         return value.to_string();
     }
-    value
-        .replace('\n', "\\n")
-        .replace('\r', "\\r")
-        .replace('\t', "\\t")
+    value.replace('\n', "\\n").replace('\r', "\\r").replace('\t', "\\t")
 }
 
 #[cfg(test)]
@@ -414,19 +372,13 @@ mod tests {
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from(vec![1, 42])),
             Arc::new(StringArray::from(vec![Some("/etc/passwd"), None])),
-            Arc::new(TimestampNanosecondArray::from(vec![
-                1_700_000_000_000_000_000,
-                1_700_000_000_123_456_789,
-            ])),
+            Arc::new(TimestampNanosecondArray::from(vec![1_700_000_000_000_000_000, 1_700_000_000_123_456_789])),
         ];
         RecordBatch::try_new(schema(), columns).unwrap()
     }
 
     fn printer(format: Format) -> Printer {
-        Printer {
-            format,
-            ..Printer::default()
-        }
+        Printer { format, ..Printer::default() }
     }
 
     fn render(format: Format, batches: &[RecordBatch]) -> String {
@@ -494,19 +446,13 @@ mod tests {
 ";
         assert_eq!(render(Format::Table, &[]), expected);
         let streamed = stream(Format::Table, &[]);
-        assert_eq!(
-            streamed.lines().nth(1),
-            Some(format!("| pid | path | ts{} |", " ".repeat(28)).as_str())
-        );
+        assert_eq!(streamed.lines().nth(1), Some(format!("| pid | path | ts{} |", " ".repeat(28)).as_str()));
         assert_eq!(streamed.lines().count(), 4);
     }
 
     #[test]
     fn table_maxrows() {
-        let p = Printer {
-            maxrows: Some(1),
-            ..Printer::default()
-        };
+        let p = Printer { maxrows: Some(1), ..Printer::default() };
         let text = String::from_utf8(p.render(&schema(), &[batch(), batch()]).unwrap()).unwrap();
         assert_eq!(text.lines().filter(|l| l.starts_with("| 1 ")).count(), 1);
         assert!(!text.contains("| 42"));
@@ -578,14 +524,10 @@ pid,path,ts
             DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
             false,
         )]));
-        let array =
-            TimestampNanosecondArray::from(vec![1_700_000_000_000_000_000]).with_timezone("UTC");
+        let array = TimestampNanosecondArray::from(vec![1_700_000_000_000_000_000]).with_timezone("UTC");
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(array)]).unwrap();
         let csv = printer(Format::Csv).render(&schema, &[batch]).unwrap();
-        assert_eq!(
-            String::from_utf8(csv).unwrap(),
-            "ts\n2023-11-14T22:13:20Z\n"
-        );
+        assert_eq!(String::from_utf8(csv).unwrap(), "ts\n2023-11-14T22:13:20Z\n");
     }
 
     #[test]
@@ -599,10 +541,7 @@ pid,path,ts
     #[test]
     fn footer() {
         let p = Printer::default();
-        assert_eq!(
-            p.footer(3, Duration::from_millis(1234)),
-            "3 row(s) fetched. Elapsed 1.234 seconds."
-        );
+        assert_eq!(p.footer(3, Duration::from_millis(1234)), "3 row(s) fetched. Elapsed 1.234 seconds.");
         let quiet = Printer { timing: false, ..p };
         assert_eq!(quiet.footer(0, Duration::ZERO), "0 row(s) fetched.");
     }

@@ -40,9 +40,7 @@ pub struct ReplOptions {
 
 /// `$HOME/.sysql_history`, or `None` when `HOME` is unset.
 pub fn default_history_path() -> Option<PathBuf> {
-    std::env::var_os("HOME")
-        .filter(|home| !home.is_empty())
-        .map(|home| PathBuf::from(home).join(".sysql_history"))
+    std::env::var_os("HOME").filter(|home| !home.is_empty()).map(|home| PathBuf::from(home).join(".sysql_history"))
 }
 
 /// Runs the shell until `\q` or Ctrl-D. Statement errors are printed as `sysql: <message>` and the
@@ -60,9 +58,7 @@ pub fn run(rt: &Runtime, ctx: SessionContext, opts: ReplOptions) -> Result<()> {
         None => default_history_path(),
     };
     if let Some(path) = &history {
-        let loaded = private_file(path)
-            .map_err(anyhow::Error::from)
-            .and_then(|()| Ok(editor.load_history(path)?));
+        let loaded = private_file(path).map_err(anyhow::Error::from).and_then(|()| Ok(editor.load_history(path)?));
         if let Err(e) = loaded {
             eprintln!("sysql: cannot read history {}: {e}", path.display());
         }
@@ -78,18 +74,11 @@ pub fn run(rt: &Runtime, ctx: SessionContext, opts: ReplOptions) -> Result<()> {
         depth: 0,
     };
     shell.refresh_tables();
-    editor.set_helper(Some(SqlHelper {
-        vocabulary: shell.vocabulary.clone(),
-        files: FilenameCompleter::new(),
-    }));
+    editor.set_helper(Some(SqlHelper { vocabulary: shell.vocabulary.clone(), files: FilenameCompleter::new() }));
 
     let mut buffer = String::new();
     let ended = loop {
-        let prompt = if is_blank(&buffer) {
-            PROMPT
-        } else {
-            CONTINUATION
-        };
+        let prompt = if is_blank(&buffer) { PROMPT } else { CONTINUATION };
         let input = match editor.readline(prompt) {
             Ok(input) => input,
             Err(ReadlineError::Interrupted) => {
@@ -134,11 +123,7 @@ pub fn run(rt: &Runtime, ctx: SessionContext, opts: ReplOptions) -> Result<()> {
 /// Creates `path` readable by its owner only, or narrows an existing file to that: history holds
 /// whatever was typed, secrets included.
 fn private_file(path: &Path) -> io::Result<()> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)?;
+    OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
     fs::set_permissions(path, Permissions::from_mode(0o600))
 }
 
@@ -200,14 +185,9 @@ impl Shell<'_> {
 
     fn run_sql(&mut self, sql: &str) -> Result<()> {
         let mut out = io::stdout();
-        let result = self
-            .rt
-            .block_on(exec::run_sql(&self.ctx, sql, &self.printer, &mut out));
+        let result = self.rt.block_on(exec::run_sql(&self.ctx, sql, &self.printer, &mut out));
         let first = sql.split_whitespace().next().unwrap_or_default();
-        if ["create", "drop"]
-            .iter()
-            .any(|w| first.eq_ignore_ascii_case(w))
-        {
+        if ["create", "drop"].iter().any(|w| first.eq_ignore_ascii_case(w)) {
             self.refresh_tables();
         }
         match result {
@@ -259,14 +239,9 @@ impl Shell<'_> {
             }
         }
         // Unqualified names first, then by schema.
-        tables
-            .sort_by(|a, b| (a.name.contains('.'), &a.name).cmp(&(b.name.contains('.'), &b.name)));
+        tables.sort_by(|a, b| (a.name.contains('.'), &a.name).cmp(&(b.name.contains('.'), &b.name)));
         let mut words: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
-        words.extend(
-            tables
-                .iter()
-                .flat_map(|t| t.fields.iter().map(|f| f.name().clone())),
-        );
+        words.extend(tables.iter().flat_map(|t| t.fields.iter().map(|f| f.name().clone())));
         words.sort();
         words.dedup();
         *self.vocabulary.write().unwrap_or_else(|e| e.into_inner()) = words;
@@ -276,11 +251,7 @@ impl Shell<'_> {
     /// Prints a small result as a table, whatever the current output format.
     fn print_listing(&self, columns: Vec<(&str, ArrayRef)>) -> Result<()> {
         let batch = RecordBatch::try_from_iter(columns)?;
-        let printer = Printer {
-            format: Format::Table,
-            maxrows: None,
-            timing: false,
-        };
+        let printer = Printer { format: Format::Table, maxrows: None, timing: false };
         printer.print_batches(&mut io::stdout(), &batch.schema(), &[batch])
     }
 }
@@ -344,9 +315,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let above = row[j + 1];
-            row[j + 1] = (above + 1)
-                .min(row[j] + 1)
-                .min(diagonal + usize::from(ca != *cb));
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
             diagonal = above;
         }
     }
@@ -354,11 +323,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 fn help_text() -> String {
-    let width = COMMANDS
-        .iter()
-        .map(|c| c.name.len() + c.args.len() + 2)
-        .max()
-        .unwrap_or(0);
+    let width = COMMANDS.iter().map(|c| c.name.len() + c.args.len() + 2).max().unwrap_or(0);
     let mut text = String::new();
     for c in COMMANDS {
         let usage = format!("\\{} {}", c.name, c.args);
@@ -406,10 +371,7 @@ fn cmd_describe(shell: &mut Shell<'_>, args: &str) -> Result<Flow> {
     let nullable = |f: &FieldRef| if f.is_nullable() { "YES" } else { "NO" };
     let mut columns = vec![
         ("column", strings(fields.iter().map(|f| f.name()))),
-        (
-            "type",
-            strings(fields.iter().map(|f| f.data_type().to_string())),
-        ),
+        ("type", strings(fields.iter().map(|f| f.data_type().to_string()))),
         ("nullable", strings(fields.iter().map(nullable))),
     ];
     if fields.iter().any(|f| !description(f).is_empty()) {
@@ -462,17 +424,13 @@ fn cmd_include(shell: &mut Shell<'_>, args: &str) -> Result<Flow> {
 fn run_lines(shell: &mut Shell<'_>, file: &str, text: &str) -> Result<Flow> {
     let mut buffer = String::new();
     for (number, line) in text.lines().enumerate() {
-        let flow = shell
-            .feed(&mut buffer, line)
-            .with_context(|| format!("{file}:{}", number + 1))?;
+        let flow = shell.feed(&mut buffer, line).with_context(|| format!("{file}:{}", number + 1))?;
         if flow == Flow::Quit {
             return Ok(Flow::Quit);
         }
     }
     if !is_blank(&buffer) {
-        shell
-            .run_sql(&buffer)
-            .with_context(|| format!("{file}: at end"))?;
+        shell.run_sql(&buffer).with_context(|| format!("{file}: at end"))?;
     }
     Ok(Flow::Continue)
 }
@@ -544,9 +502,7 @@ fn scan(text: &str, mut code: impl FnMut(usize, char) -> bool) {
             (Lex::Code, _, _) if !code(i, c) => return,
             (Lex::Code, '\'', _) => Lex::Single,
             (Lex::Code, '"', _) => Lex::Double,
-            (Lex::Single, '\'', _) | (Lex::Double, '"', _) | (Lex::LineComment, '\n', _) => {
-                Lex::Code
-            }
+            (Lex::Single, '\'', _) | (Lex::Double, '"', _) | (Lex::LineComment, '\n', _) => Lex::Code,
             (Lex::BlockComment(1), '*', Some('/')) => {
                 chars.next();
                 Lex::Code
@@ -625,29 +581,19 @@ impl SqlHelper {
 impl Completer for SqlHelper {
     type Candidate = Pair;
 
-    fn complete(
-        &self,
-        line: &str,
-        pos: usize,
-        ctx: &rustyline::Context<'_>,
-    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+    fn complete(&self, line: &str, pos: usize, ctx: &rustyline::Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
         let head = &line[..pos];
         if head.trim_start().starts_with("\\i ") {
             return self.files.complete(line, pos, ctx);
         }
         let start = head
             .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '?'))
-            .map_or(0, |i| {
-                i + head[i..].chars().next().map_or(1, char::len_utf8)
-            });
+            .map_or(0, |i| i + head[i..].chars().next().map_or(1, char::len_utf8));
         let word = &head[start..];
         let pairs = self
             .candidates(line, start, word)
             .into_iter()
-            .map(|c| Pair {
-                display: c.clone(),
-                replacement: c,
-            })
+            .map(|c| Pair { display: c.clone(), replacement: c })
             .collect();
         Ok((start, pairs))
     }
@@ -672,11 +618,7 @@ mod tests {
         // (input, complete statements, unfinished rest)
         let cases: &[(&str, &[&str], &str)] = &[
             ("select 1;", &["select 1;"], ""),
-            (
-                "select 1; select\n2;  select 3",
-                &["select 1;", "select\n2;"],
-                "select 3",
-            ),
+            ("select 1; select\n2;  select 3", &["select 1;", "select\n2;"], "select 3"),
             ("select 1", &[], "select 1"),
             (";; ;", &[], ""),
             // Semicolons in literals, quoted identifiers and comments don't count.
@@ -686,11 +628,7 @@ mod tests {
             ("select '--';", &["select '--';"], ""),
             ("select 1 -- done;\n", &[], "select 1 -- done;\n"),
             ("select 1 -- done;\n;", &["select 1 -- done;\n;"], ""),
-            (
-                "select /* a; /* b; */ c; */ 1;",
-                &["select /* a; /* b; */ c; */ 1;"],
-                "",
-            ),
+            ("select /* a; /* b; */ c; */ 1;", &["select /* a; /* b; */ c; */ 1;"], ""),
             // An open quote keeps the statement open across lines.
             ("select 'a;\nb", &[], "select 'a;\nb"),
             // Comments alone are no statement.
@@ -717,22 +655,10 @@ mod tests {
     fn finds_commands() {
         assert_eq!(find_command("d").unwrap().name, "d");
         assert_eq!(find_command("?").unwrap().name, "?");
-        assert_eq!(
-            find_command("timng").err().unwrap(),
-            "unknown command \\timng; did you mean \\timing?"
-        );
-        assert_eq!(
-            find_command("fromat").err().unwrap(),
-            "unknown command \\fromat; did you mean \\format?"
-        );
-        assert_eq!(
-            find_command("x").err().unwrap(),
-            "unknown command \\x; try \\?"
-        );
-        assert_eq!(
-            find_command("explain").err().unwrap(),
-            "unknown command \\explain; try \\?"
-        );
+        assert_eq!(find_command("timng").err().unwrap(), "unknown command \\timng; did you mean \\timing?");
+        assert_eq!(find_command("fromat").err().unwrap(), "unknown command \\fromat; did you mean \\format?");
+        assert_eq!(find_command("x").err().unwrap(), "unknown command \\x; try \\?");
+        assert_eq!(find_command("explain").err().unwrap(), "unknown command \\explain; try \\?");
     }
 
     #[test]
@@ -770,16 +696,10 @@ mod tests {
     fn completes_names_keywords_and_commands() {
         let h = helper(&["opens", "live.opens", "pid", "path"]);
         assert_eq!(complete(&h, "select * from op"), (14, vec!["opens".into()]));
-        assert_eq!(
-            complete(&h, "select * from live.o"),
-            (14, vec!["live.opens".into()])
-        );
+        assert_eq!(complete(&h, "select * from live.o"), (14, vec!["live.opens".into()]));
         assert_eq!(complete(&h, "sel"), (0, vec!["select".into()]));
         assert_eq!(complete(&h, "SEL"), (0, vec!["SELECT".into()]));
-        assert_eq!(
-            complete(&h, "select p"),
-            (7, vec!["pid".into(), "path".into(), "partition".into()])
-        );
+        assert_eq!(complete(&h, "select p"), (7, vec!["pid".into(), "path".into(), "partition".into()]));
         assert_eq!(complete(&h, "\\ti"), (1, vec!["timing".into()]));
         assert_eq!(complete(&h, "\\format nd"), (8, vec!["ndjson".into()]));
         assert_eq!(complete(&h, "\\d op"), (3, vec!["opens".into()]));

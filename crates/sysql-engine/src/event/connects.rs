@@ -39,7 +39,10 @@ pub enum Dest<'a> {
     Inet(Ipv4Addr, u16),
     Inet6(Ipv6Addr, u16),
     /// A path, or an abstract name (shown with a leading `@`).
-    Unix { path: &'a [u8], abstract_name: bool },
+    Unix {
+        path: &'a [u8],
+        abstract_name: bool,
+    },
     None,
 }
 
@@ -51,10 +54,9 @@ pub fn parse_sockaddr(addr: &[u8]) -> (Option<u16>, Dest<'_>) {
     }
     let family = u16::from_ne_bytes([addr[0], addr[1]]);
     let dest = match family {
-        AF_INET if addr.len() >= 8 => Dest::Inet(
-            Ipv4Addr::new(addr[4], addr[5], addr[6], addr[7]),
-            u16::from_be_bytes([addr[2], addr[3]]),
-        ),
+        AF_INET if addr.len() >= 8 => {
+            Dest::Inet(Ipv4Addr::new(addr[4], addr[5], addr[6], addr[7]), u16::from_be_bytes([addr[2], addr[3]]))
+        }
         AF_INET6 if addr.len() >= 24 => {
             let mut ip = [0u8; 16];
             ip.copy_from_slice(&addr[8..24]);

@@ -5,7 +5,9 @@ pub mod connects;
 pub mod execs;
 pub mod opens;
 
-use datafusion::arrow::array::{ArrayBuilder, ArrayRef, StringBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Builder};
+use datafusion::arrow::array::{
+    ArrayBuilder, ArrayRef, StringBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
+};
 use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use std::borrow::Cow;

@@ -121,4 +121,3 @@ impl OpensBuilder {
         Batch { batch, min_ts, max_ts }
     }
 }
-
