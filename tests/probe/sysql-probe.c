@@ -8,6 +8,9 @@
  *
  * usage: sysql-probe burst DIR N
  * N opens of DIR/burst-<i> (missing files), as fast as it can.
+ *
+ * usage: sysql-probe rate DIR N RATE
+ * N opens of DIR/rate-<i> (missing files), RATE per second, open loop.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -20,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 static char path_buf[4096];
@@ -58,6 +62,30 @@ int main(int argc, char **argv)
 		for (long i = 0; i < n; i++) {
 			char name[64];
 			snprintf(name, sizeof(name), "burst-%ld", i);
+			close_if(openat(AT_FDCWD, in_dir(argv[2], name), O_RDONLY));
+		}
+		return 0;
+	}
+	if (argc == 5 && strcmp(argv[1], "rate") == 0) {
+		long n = atol(argv[3]);
+		double rate = atof(argv[4]);
+		struct timespec t0, now;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		for (long i = 0; i < n; i++) {
+			/* open loop: event i is due at t0 + i / rate */
+			double due = i / rate;
+			for (;;) {
+				clock_gettime(CLOCK_MONOTONIC, &now);
+				double t = (now.tv_sec - t0.tv_sec) + (now.tv_nsec - t0.tv_nsec) / 1e9;
+				if (t >= due)
+					break;
+				if (due - t > 0.0002) {
+					struct timespec nap = {0, (long)((due - t) * 1e9 / 2)};
+					nanosleep(&nap, NULL);
+				}
+			}
+			char name[64];
+			snprintf(name, sizeof(name), "rate-%ld", i);
 			close_if(openat(AT_FDCWD, in_dir(argv[2], name), O_RDONLY));
 		}
 		return 0;

@@ -1,0 +1,78 @@
+//! Syscall-to-visible latency of a live filter query, measured (not asserted):
+//! a probe process opens missing files at 1k and at 100k per second while a
+//! live query filters for them; each row's arrival time minus its `ts` is its
+//! latency. The test asserts that every event arrived exactly once and prints
+//! p50 / p99 / max, e.g. with
+//! `cargo test --release -p sysql --test live_latency -- --nocapture`.
+
+mod common;
+
+use common::{compile_probe, TempDir};
+use datafusion::arrow::array::{Array, StringArray, TimestampNanosecondArray};
+use datafusion::physical_plan::execute_stream;
+use futures::StreamExt;
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::Duration;
+use sysql::app;
+use sysql_engine::live_table::prepare_live;
+
+fn percentile(sorted: &[i64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1e6
+}
+
+fn measure(rt: &tokio::runtime::Runtime, running: &app::Running, rate: u64, n: u64) {
+    let dir = TempDir::new(&format!("lat{rate}"));
+    let probe = compile_probe(&dir);
+    let ctx = running.session().unwrap();
+    let d = dir.path().display().to_string();
+    let sql = format!("SELECT ts, path FROM live.opens WHERE path LIKE '{d}/rate-%'");
+    let (latencies, seen) = rt.block_on(async {
+        let plan = ctx.sql(&sql).await.unwrap().create_physical_plan().await.unwrap();
+        let (plan, task) = prepare_live(plan, ctx.task_ctx()).unwrap();
+        let mut stream = execute_stream(plan, task).unwrap();
+        let gen = {
+            let probe = probe.clone();
+            let d = d.clone();
+            tokio::task::spawn_blocking(move || {
+                Command::new(probe).args(["rate", &d, &n.to_string(), &rate.to_string()]).status().unwrap()
+            })
+        };
+        let mut latencies = Vec::with_capacity(n as usize);
+        let mut seen = HashSet::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(n / rate + 10);
+        while (seen.len() as u64) < n {
+            let Ok(Some(batch)) = tokio::time::timeout_at(deadline, stream.next()).await else { break };
+            let batch = batch.unwrap();
+            let arrived = app::now_ns();
+            let ts = batch.column(0).as_any().downcast_ref::<TimestampNanosecondArray>().unwrap();
+            let path = batch.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+            for i in 0..batch.num_rows() {
+                latencies.push(arrived - ts.value(i));
+                seen.insert(path.value(i).to_string());
+            }
+        }
+        assert!(gen.await.unwrap().success());
+        (latencies, seen)
+    });
+    assert_eq!(seen.len() as u64, n, "every event of the probe arrives, once");
+    assert_eq!(latencies.len() as u64, n, "no duplicates");
+    let mut sorted = latencies;
+    sorted.sort_unstable();
+    println!(
+        "live filter latency at {rate} events/s ({n} events): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        percentile(&sorted, 0.5),
+        percentile(&sorted, 0.99),
+        *sorted.last().unwrap() as f64 / 1e6
+    );
+}
+
+#[test]
+fn live_filter_latency_at_1k_and_100k_events_per_second() {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let running = app::start(&rt, Duration::from_secs(3600), 1 << 30, 64 << 20)
+        .unwrap_or_else(|e| panic!("needs root and a BTF kernel: {e}"));
+    measure(&rt, &running, 1_000, 2_000);
+    measure(&rt, &running, 100_000, 200_000);
+}
