@@ -217,3 +217,59 @@ fn a_full_ring_buffer_is_counted_as_lost() {
     // other processes may lose events too, so at least the burst's are counted
     assert!(lost >= N - seen, "{} burst events missing but only {lost} counted lost", N - seen);
 }
+
+#[test]
+fn live_connects_join_the_exec_history_of_their_process() {
+    use datafusion::arrow::array::{Array, StringArray, UInt16Array};
+    use datafusion::physical_plan::execute_stream;
+    use futures::StreamExt;
+    use sysql_engine::live_table::prepare_live;
+
+    let rt = runtime();
+    let running = start(&rt, 32 << 20);
+    let dir = TempDir::new("join");
+    std::fs::write(dir.join("exists"), b"x").unwrap();
+    let probe = compile_probe(&dir);
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let unix_path = dir.join("j.sock");
+    let _unix = UnixListener::bind(&unix_path).unwrap();
+    // The shell is exec'd now (into history), and 2 s later the same pid
+    // execs the probe, whose connects arrive live.
+    let script = format!(
+        "sleep 2; exec {} {} {port} {port} {port} {}",
+        probe.display(),
+        dir.path().display(),
+        unix_path.display()
+    );
+    let mut child = Command::new("/bin/sh").args(["-c", &script, "sysql-join-marker"]).spawn().unwrap();
+    let pid = child.id();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    rt.block_on(running.sync());
+    let ctx = running.session().unwrap();
+    let sql = format!(
+        "SELECT c.dport, e.argv FROM live.connects c JOIN execs e ON e.pid = c.pid \
+         WHERE c.pid = {pid} AND e.filename = '/bin/sh' AND c.family = 'inet' AND c.protocol = 'tcp'"
+    );
+    let rows = rt.block_on(async {
+        let plan = ctx.sql(&sql).await.unwrap().create_physical_plan().await.unwrap();
+        let (plan, task) = prepare_live(plan, ctx.task_ctx()).unwrap();
+        let mut stream = execute_stream(plan, task).unwrap();
+        let mut rows = Vec::new();
+        while rows.len() < 2 {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next()).await;
+            let Ok(Some(batch)) = next else { break };
+            let batch = batch.unwrap();
+            let port = batch.column(0).as_any().downcast_ref::<UInt16Array>().unwrap();
+            let argv = batch.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+            for i in 0..batch.num_rows() {
+                rows.push((port.value(i), argv.value(i).to_string()));
+            }
+        }
+        rows
+    });
+    assert!(child.wait().unwrap().success());
+    let argv = format!("/bin/sh -c {script} sysql-join-marker");
+    // two TCP connects to 127.0.0.1 (the listener, then the same port as "refused")
+    assert_eq!(rows, vec![(port, argv.clone()), (port, argv)]);
+}

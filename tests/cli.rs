@@ -127,3 +127,75 @@ fn shell_keeps_going_after_errors() {
     let mode = std::fs::metadata(&hist).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "history file mode");
 }
+
+const UNBOUNDED: &str = "sysql: this query needs all of a live stream before it can answer (a GROUP BY without a \
+window, ORDER BY, DISTINCT, or a join without a time bound), and a live stream never ends: group by a window, e.g. \
+GROUP BY tumble(ts, INTERVAL '10 seconds'), bound the join by time (ON ... AND b.ts BETWEEN a.ts AND a.ts + INTERVAL \
+'5 seconds'), or query the history table (opens instead of live.opens)";
+
+#[test]
+fn what_cannot_run_on_a_live_stream_says_why_in_one_line() {
+    for sql in [
+        "SELECT comm, count(*) FROM live.opens GROUP BY comm",
+        "SELECT count(*) FROM live.opens",
+        "SELECT DISTINCT comm FROM live.opens",
+        "SELECT ts, path FROM live.opens ORDER BY path",
+    ] {
+        let out = run(&["-c", sql, "--for", "1s"]);
+        assert_eq!(out.status.code(), Some(1), "{sql}");
+        assert_eq!(text(&out.stderr).trim_end(), UNBOUNDED, "{sql}");
+    }
+    let out = run(&["-c", "SELECT e.comm FROM live.execs e JOIN live.connects c ON c.pid = e.pid", "--for", "1s"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr).trim_end(),
+        "sysql: a join of two live tables needs a time bound, or it would keep every event of both forever: add \
+         one to ON, e.g. AND c.ts BETWEEN e.ts AND e.ts + INTERVAL '5 seconds'"
+    );
+}
+
+/// Starts sysql with `args`, waits `after` for it to attach, runs the probe
+/// in rate mode (`n` opens at `rate`/s in `dir`), and returns sysql's output.
+fn live_run(args: &[&str], dir: &TempDir, n: u64, rate: u64) -> Output {
+    let probe = common::compile_probe(dir);
+    let child = sysql().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    let d = dir.path().to_str().unwrap().to_string();
+    let status = Command::new(probe).args(["rate", &d, &n.to_string(), &rate.to_string()]).status().unwrap();
+    assert!(status.success());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn live_filter_streams_every_matching_event() {
+    let dir = TempDir::new("cli-live");
+    let d = dir.path().display().to_string();
+    let q = format!("SELECT path, errno FROM live.opens WHERE path LIKE '{d}/rate-%'");
+    let out = live_run(&["-c", &q, "--for", "5s", "--format", "csv"], &dir, 50, 100);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut lines: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
+    assert_eq!(lines.remove(0), "path,errno");
+    let expect: Vec<String> = (0..50).map(|i| format!("{d}/rate-{i},ENOENT")).collect();
+    assert_eq!(lines, expect, "every open, once, in order");
+}
+
+#[test]
+fn live_tumbling_window_counts_every_event_once() {
+    let dir = TempDir::new("cli-window");
+    let d = dir.path().display().to_string();
+    let q = format!(
+        "SELECT window_start, window_end, count(*) AS n, window_lost FROM live.opens \
+         WHERE path LIKE '{d}/rate-%' GROUP BY tumble(ts, INTERVAL '1 second')"
+    );
+    let out = live_run(&["-c", &q, "--for", "6s", "--format", "csv"], &dir, 300, 200);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let rows: Vec<Vec<&str>> = stdout.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert!(rows.len() >= 2 && rows.len() <= 3, "300 events at 200/s span 2 or 3 windows: {stdout}");
+    let total: u64 = rows.iter().map(|r| r[2].parse::<u64>().unwrap()).sum();
+    assert_eq!(total, 300, "{stdout}");
+    assert!(rows.iter().all(|r| r[3] == "0"), "no loss: {stdout}");
+    for w in rows.windows(2) {
+        assert_eq!(w[0][1], w[1][0], "consecutive 1 s windows: {stdout}");
+    }
+}

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::Result;
+use datafusion::common::{plan_err, JoinSide, Result};
 use datafusion::datasource::TableType;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::Expr;
@@ -20,6 +20,7 @@ use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::joins::SymmetricHashJoinExec;
 use datafusion::physical_plan::limit::{GlobalLimitExec, LocalLimitExec};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
@@ -143,12 +144,39 @@ fn order_free(plan: &Arc<dyn ExecutionPlan>) -> bool {
     stateless && plan.children().iter().all(|c| order_free(c))
 }
 
+/// A join of two live streams keeps every row of both unless a time bound
+/// lets it forget: refuse one without.
+fn check_joins(plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
+    if let Some(join) = plan.as_ref().downcast_ref::<SymmetricHashJoinExec>() {
+        let bounded = join.filter().is_some_and(|f| {
+            let cols = f.column_indices();
+            let uses_ts = |side| {
+                cols.iter().any(|c| {
+                    c.side == side && {
+                        let schema = if side == JoinSide::Left { join.left().schema() } else { join.right().schema() };
+                        schema.field(c.index).name() == "ts"
+                    }
+                })
+            };
+            uses_ts(JoinSide::Left) && uses_ts(JoinSide::Right)
+        });
+        if !bounded {
+            return plan_err!(
+                "a join of two live tables needs a time bound, or it would keep every event of both forever: \
+                 add one to ON, e.g. AND c.ts BETWEEN e.ts AND e.ts + INTERVAL '5 seconds'"
+            );
+        }
+    }
+    plan.children().iter().try_for_each(|c| check_joins(c))
+}
+
 /// Readies an unbounded plan for a live run: picks the stream kind, and makes
 /// filters emit matches at once. Returns the plan and the task to run it in.
 pub fn prepare_live(
     plan: Arc<dyn ExecutionPlan>,
     task: Arc<TaskContext>,
 ) -> Result<(Arc<dyn ExecutionPlan>, Arc<TaskContext>)> {
+    check_joins(&plan)?;
     let ordered = !order_free(&plan);
     let plan = plan
         .transform_up(|node| {
