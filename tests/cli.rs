@@ -199,3 +199,19 @@ fn live_tumbling_window_counts_every_event_once() {
         assert_eq!(w[0][1], w[1][0], "consecutive 1 s windows: {stdout}");
     }
 }
+
+#[test]
+fn statements_that_touch_files_are_refused() {
+    let dir = TempDir::new("cli-files");
+    let target = dir.join("out.csv");
+    for sql in [
+        format!("COPY (SELECT 1) TO '{}'", target.display()),
+        "CREATE EXTERNAL TABLE shadow STORED AS CSV LOCATION '/etc/shadow'".to_string(),
+    ] {
+        let out = run(&["-c", &sql]);
+        assert_eq!(out.status.code(), Some(1), "{sql}");
+        let err = text(&out.stderr);
+        assert!(err.contains("refuses by default since it runs as root") && err.lines().count() == 1, "{err}");
+    }
+    assert!(!target.exists());
+}

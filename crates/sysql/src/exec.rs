@@ -30,6 +30,29 @@ pub struct StopAt(pub Instant);
 /// event captured up to then (the capture's sync).
 pub struct BeforeStatement(pub Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>);
 
+/// Session extension: statements that read or write files are allowed
+/// (`--allow-file-access`). Without it they are refused: sysql runs as root.
+#[derive(Debug, Clone, Copy)]
+pub struct AllowFileAccess;
+
+/// What a statement does to files, if anything: COPY, CREATE EXTERNAL TABLE.
+fn file_access(statement: &Statement) -> Option<&'static str> {
+    use datafusion::sql::sqlparser::ast::Statement as Sql;
+    match statement {
+        Statement::CopyTo(_) => Some("COPY TO"),
+        Statement::CreateExternalTable(_) => Some("CREATE EXTERNAL TABLE"),
+        Statement::Explain(e) => file_access(&e.statement),
+        Statement::Statement(s) => match s.as_ref() {
+            Sql::Copy { .. } | Sql::CopyIntoSnowflake { .. } => Some("COPY"),
+            Sql::Unload { .. } => Some("UNLOAD"),
+            Sql::Install { .. } | Sql::Load { .. } | Sql::LoadData { .. } => Some("INSTALL/LOAD"),
+            Sql::AttachDatabase { .. } | Sql::AttachDuckDBDatabase { .. } => Some("ATTACH"),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn extension<T: Send + Sync + 'static>(ctx: &SessionContext) -> Option<Arc<T>> {
     ctx.state().config().get_extension::<T>()
 }
@@ -145,6 +168,14 @@ async fn run_statement(
     out: &mut (dyn Write + Send),
 ) -> Result<usize, Failure> {
     let start = Instant::now();
+    if let Some(what) = file_access(&statement) {
+        if extension::<AllowFileAccess>(ctx).is_none() {
+            return Err(Failure::Exec(ExecError::Sql(format!(
+                "{what} reads or writes files, which sysql refuses by default since it runs as root; \
+                 start sysql with --allow-file-access to permit it"
+            ))));
+        }
+    }
     if let Some(before) = extension::<BeforeStatement>(ctx) {
         (before.0)().await;
     }
