@@ -18,6 +18,8 @@ pub mod window;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::MemorySchemaProvider;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use history::History;
 use live::LiveHub;
@@ -50,6 +52,9 @@ pub struct EngineConfig {
     /// How long ordered live streams (windows, joins) wait for stragglers:
     /// a syscall slower than this reaches them late and is counted as such.
     pub lateness: Duration,
+    /// Memory one query may use for its own state (hash tables, sorts); a
+    /// query that needs more fails with "resources exhausted".
+    pub query_memory_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -62,6 +67,7 @@ impl Default for EngineConfig {
             clock_offset_ns: 0,
             live_flush_interval: Duration::from_millis(10),
             lateness: Duration::from_millis(200),
+            query_memory_bytes: 2 << 30,
         }
     }
 }
@@ -115,7 +121,13 @@ impl Engine {
     pub fn session(&self) -> datafusion::error::Result<SessionContext> {
         // The engine rides along, so the shell can reach live streams.
         let config = SessionConfig::new().with_information_schema(true).with_extension(Arc::new(self.clone()));
-        let ctx = SessionContext::new_with_config(config);
+        // No spilling to temporary files: sysql runs as root and writes no
+        // files of its own accord; a query past its memory fails instead.
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(self.config.query_memory_bytes, 1.0)
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+            .build_arc()?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         for (table, schema) in event_tables() {
             ctx.register_table(table.name(), Arc::new(HistoryTable::new(table, schema, self.history.clone())))?;
         }

@@ -1,6 +1,8 @@
 //! Command-line arguments, and the duration and size values they take.
 
 use crate::print::Format;
+use crate::schedule::library::Results;
+use crate::schedule::sink::SinkSpec;
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,6 +13,9 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(name = "sysql", version, about, long_about = None)]
 pub struct Args {
+    #[command(subcommand)]
+    pub subcommand: Option<Subcommand>,
+
     /// Run this SQL (one or more `;`-separated statements) and exit.
     #[arg(short = 'c', long = "command", value_name = "SQL", conflicts_with = "file")]
     pub command: Option<String>,
@@ -47,6 +52,56 @@ pub struct Args {
     /// Shell history file (default ~/.sysql_history; created mode 0600).
     #[arg(long, value_name = "FILE")]
     pub history_file: Option<PathBuf>,
+}
+
+/// What sysql can do besides the shell and one-shot runs.
+#[derive(Debug, clap::Subcommand)]
+pub enum Subcommand {
+    /// Run saved queries on their schedules and write their results to sinks.
+    ///
+    /// Each file's header (`-- name:`, `-- description:`, `-- schedule: every
+    /// 1m` or `live`, and optionally `-- sink:` and `-- results:`) says how it
+    /// runs; see docs/saved-queries.md. SIGHUP reloads the files; Ctrl-C stops.
+    Schedule(ScheduleArgs),
+}
+
+/// Arguments of `sysql schedule`.
+#[derive(Debug, clap::Args)]
+pub struct ScheduleArgs {
+    /// Saved query files, or directories whose .sql files are saved queries.
+    #[arg(required = true, value_name = "FILE|DIR")]
+    pub paths: Vec<PathBuf>,
+
+    /// Where results go when a query's header names no sink: `stdout` (NDJSON),
+    /// or `file:PATH[,max=SIZE][,keep=N]` (CSV if PATH ends in .csv, else
+    /// NDJSON; {name} in PATH is the query's name; rotated at max=, 64MiB by
+    /// default, keeping keep=5 old files).
+    #[arg(long, value_name = "SINK", default_value = "stdout")]
+    pub sink: SinkSpec,
+
+    /// What each run of a history query emits when its header does not say:
+    /// diff (rows added and removed since the last run) or snapshot (every row).
+    #[arg(long, value_name = "diff|snapshot", default_value = "diff")]
+    pub results: Results,
+
+    /// Run each history query first after this long, then on its schedule
+    /// (default: one interval after start, as history starts empty).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub first_run: Option<Duration>,
+
+    /// Stop after this long (default: run until Ctrl-C or SIGTERM).
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+    pub run_for: Option<Duration>,
+
+    /// Result rows a sink may hold queued (64 MiB of them at most); past it
+    /// results are dropped and counted.
+    #[arg(long, value_name = "ROWS", default_value_t = 65536)]
+    pub queue_rows: usize,
+
+    /// Serve counters and numeric results in Prometheus text format at
+    /// http://ADDR/metrics (loopback only, e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    pub prometheus: Option<std::net::SocketAddr>,
 }
 
 /// Parses `500ms`, `5s`, `2m`, `1h`, `1d`, and sums like `1h30m`. A bare

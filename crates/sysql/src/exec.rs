@@ -30,6 +30,64 @@ pub struct StopAt(pub Instant);
 /// event captured up to then (the capture's sync).
 pub struct BeforeStatement(pub Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>);
 
+/// The most SQL text run at once. With [`STACK_BYTES`] of stack, even text
+/// that is one long operator chain (a deep expression tree, which planning
+/// walks recursively) fits.
+pub const MAX_SQL_BYTES: usize = 1 << 20;
+
+/// Stack for threads that plan and run statements (reserved, not used
+/// until touched).
+pub const STACK_BYTES: usize = 1 << 30;
+
+/// The deepest expression tree sysql plans (an `a AND b AND ...` chain of
+/// N terms is N deep). Planning time grows faster than linearly with depth.
+pub const MAX_EXPR_DEPTH: usize = 1000;
+
+/// Depth of an expression tree, measured without recursion (the tree may be
+/// deeper than the stack), following operators, which is how trees get deep.
+fn expr_depth(root: &datafusion::sql::sqlparser::ast::Expr) -> usize {
+    use datafusion::sql::sqlparser::ast::Expr;
+    let mut deepest = 0;
+    let mut stack = vec![(root, 1usize)];
+    while let Some((e, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        if deepest > MAX_EXPR_DEPTH {
+            break;
+        }
+        match e {
+            Expr::BinaryOp { left, right, .. } => {
+                stack.push((left, d + 1));
+                stack.push((right, d + 1));
+            }
+            Expr::UnaryOp { expr, .. } | Expr::Nested(expr) | Expr::Cast { expr, .. } => stack.push((expr, d + 1)),
+            Expr::IsNull(expr) | Expr::IsNotNull(expr) | Expr::IsTrue(expr) | Expr::IsFalse(expr) => {
+                stack.push((expr, d + 1))
+            }
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// True if any expression of the statement is deeper than [`MAX_EXPR_DEPTH`].
+/// The visitor stops at the first such root, before it would recurse into it.
+fn too_deep(statement: &Statement) -> bool {
+    use datafusion::sql::sqlparser::ast::visit_expressions;
+    use std::ops::ControlFlow;
+    match statement {
+        Statement::Statement(s) => visit_expressions(s.as_ref(), |e| {
+            if expr_depth(e) > MAX_EXPR_DEPTH {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .is_break(),
+        Statement::Explain(e) => too_deep(&e.statement),
+        _ => false,
+    }
+}
+
 /// Session extension: statements that read or write files are allowed
 /// (`--allow-file-access`). Without it they are refused: sysql runs as root.
 #[derive(Debug, Clone, Copy)]
@@ -117,8 +175,20 @@ pub async fn run_sql(
     printer: &Printer,
     out: &mut (dyn Write + Send),
 ) -> Result<usize, ExecError> {
+    if sql.len() > MAX_SQL_BYTES {
+        return Err(ExecError::Sql(format!(
+            "statement text is {} bytes; sysql accepts at most {} KiB at a time",
+            sql.len(),
+            MAX_SQL_BYTES >> 10
+        )));
+    }
     let qualifier = default_qualifier(ctx);
     let statements = parse(ctx, sql).map_err(|e| sql_error(&e, &qualifier))?;
+    if statements.iter().any(too_deep) {
+        return Err(ExecError::Sql(format!(
+            "expression nested more than {MAX_EXPR_DEPTH} deep; sysql refuses it rather than spend minutes planning it"
+        )));
+    }
     let mut rows = 0;
     for statement in statements {
         rows += run_statement(ctx, statement, printer, out).await.map_err(|e| match e {
@@ -198,6 +268,7 @@ async fn run_statement(
     let batches = tokio::select! {
         batches = collect(plan, task) => batches?,
         _ = interrupted() => return Err(Failure::Exec(ExecError::Cancelled)),
+        _ = deadline(ctx) => return Err(Failure::Exec(ExecError::Cancelled)),
     };
     let rows = batches.iter().map(|b| b.num_rows()).sum();
     printer.print_batches(out, &schema, &batches)?;

@@ -1,7 +1,8 @@
 //! The sysql binary's building blocks, as a library so the integration tests
 //! drive exactly what users run: `app` wires capture to engine, `exec` runs
 //! statements, `print` formats results, `repl` is the shell, `oneshot` the
-//! `-c`/`-f` mode, `cli` the arguments.
+//! `-c`/`-f` mode, `schedule` runs saved queries on their schedules, `cli`
+//! the arguments.
 
 pub mod app;
 pub mod cli;
@@ -9,4 +10,5 @@ pub mod exec;
 pub mod oneshot;
 pub mod print;
 pub mod repl;
+pub mod schedule;
 pub mod status;

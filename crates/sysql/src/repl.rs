@@ -286,6 +286,10 @@ const COMMANDS: &[Command] = &[
         name: "i", args: "<file>", description: "run the statements in a file",
         handler: cmd_include,
     },
+    Command {
+        name: "l", args: "[dir]", description: "list the saved queries in a directory (default sql-examples)",
+        handler: cmd_library,
+    },
 ];
 
 /// Finds a command by name, or says which one was probably meant.
@@ -402,6 +406,17 @@ fn cmd_format(shell: &mut Shell<'_>, args: &str) -> Result<Flow> {
         shell.printer.format = args.parse()?;
     }
     println!("Output format is {}.", shell.printer.format);
+    Ok(Flow::Continue)
+}
+
+fn cmd_library(shell: &mut Shell<'_>, args: &str) -> Result<Flow> {
+    use crate::schedule::library;
+    let dir = if args.is_empty() { library::DEFAULT_DIR } else { args };
+    let (columns, errors) = library::listing(Path::new(dir)).map_err(|e| anyhow!("{e}; \\l takes the directory"))?;
+    shell.print_listing(columns)?;
+    for e in errors {
+        eprintln!("sysql: {e}");
+    }
     Ok(Flow::Continue)
 }
 

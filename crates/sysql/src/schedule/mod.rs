@@ -1,0 +1,147 @@
+//! `sysql schedule <file or dir>...`: runs a library of saved queries on
+//! their schedules over the live capture and writes their results to sinks,
+//! until Ctrl-C, SIGTERM or `--for`. SIGHUP reloads the files.
+//!
+//! The pieces: [`library`] reads the saved query files, [`runner`] runs them,
+//! [`diff`] turns results into rows added and removed, [`sink`] writes
+//! records to stdout or files that [`mod@file`] rotates, [`prometheus`] serves
+//! numeric results to a scraper. See docs/saved-queries.md.
+
+pub mod diff;
+pub mod file;
+pub mod library;
+pub mod prometheus;
+pub mod runner;
+pub mod sink;
+
+use crate::cli::{Args, ScheduleArgs};
+use library::Library;
+use runner::{Scheduler, Sessions, Settings};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::Notify;
+
+/// Exit status for a set-up error (privileges, kernel features, bad options).
+const SETUP_ERROR: u8 = 2;
+
+/// Runs the schedule; returns 0 when stopped, 1 if no query could start, 2
+/// on a set-up error.
+pub fn run(rt: &tokio::runtime::Runtime, args: &Args, opts: &ScheduleArgs) -> ExitCode {
+    if args.command.is_some() || args.file.is_some() {
+        eprintln!("sysql: schedule runs saved query files; -c and -f do not go with it");
+        return ExitCode::from(SETUP_ERROR);
+    }
+    for path in &opts.paths {
+        if let Err(e) = std::fs::metadata(path) {
+            eprintln!("sysql: schedule: cannot read {}: {e}", path.display());
+            return ExitCode::from(SETUP_ERROR);
+        }
+    }
+    if let Some(Err(e)) = opts.prometheus.map(prometheus::check) {
+        eprintln!("sysql: schedule: {e}");
+        return ExitCode::from(SETUP_ERROR);
+    }
+    let library = library::load(&opts.paths);
+    if library.queries.is_empty() {
+        report(&library.errors.iter().map(ToString::to_string).collect::<Vec<_>>());
+        eprintln!("sysql: schedule: no saved query to run");
+        return ExitCode::from(1);
+    }
+    let running = match crate::app::start(rt, args.history, args.history_memory, args.ring_size) {
+        Ok(running) => Arc::new(running),
+        Err(e) => {
+            eprintln!("sysql: {e}");
+            return ExitCode::from(SETUP_ERROR);
+        }
+    };
+    let sessions: Sessions = Arc::new(move || running.session());
+    let settings = Settings {
+        sink: opts.sink.clone(),
+        results: opts.results,
+        first_run: opts.first_run,
+        queue_rows: opts.queue_rows.max(1),
+        keep_latest: opts.prometheus.is_some(),
+    };
+    rt.block_on(serve(sessions, settings, opts, library))
+}
+
+fn report(errors: &[String]) {
+    for e in errors {
+        eprintln!("sysql: schedule: {e}");
+    }
+}
+
+fn running_line(scheduler: &Scheduler) -> String {
+    let (mut total, mut live) = (0, 0);
+    for (q, _) in scheduler.queries() {
+        total += 1;
+        live += usize::from(q.schedule == library::Schedule::Live);
+    }
+    format!("{total} saved queries running ({live} live)")
+}
+
+async fn serve(sessions: Sessions, settings: Settings, opts: &ScheduleArgs, library: Library) -> ExitCode {
+    let listener = match opts.prometheus {
+        Some(addr) => match prometheus::bind(addr).await {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                eprintln!("sysql: schedule: {e}");
+                return ExitCode::from(SETUP_ERROR);
+            }
+        },
+        None => None,
+    };
+    let closed = Arc::new(Notify::new());
+    let mut scheduler = Scheduler::new(sessions, settings, closed.clone());
+    let exporter = listener.map(|l| tokio::spawn(prometheus::serve(l, scheduler.registry())));
+    report(&scheduler.apply(&library).await);
+    if scheduler.queries().next().is_none() {
+        eprintln!("sysql: schedule: no saved query could start");
+        scheduler.shutdown().await;
+        return ExitCode::from(1);
+    }
+    eprintln!("sysql: schedule: {}; SIGHUP reloads the files, Ctrl-C stops", running_line(&scheduler));
+    let (mut hangup, mut terminate) = match (signal(SignalKind::hangup()), signal(SignalKind::terminate())) {
+        (Ok(h), Ok(t)) => (h, t),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("sysql: schedule: cannot handle signals: {e}");
+            scheduler.shutdown().await;
+            return ExitCode::from(SETUP_ERROR);
+        }
+    };
+    let stop = async {
+        match opts.run_for {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => {
+                let library = library::load(&opts.paths);
+                report(&scheduler.apply(&library).await);
+                eprintln!("sysql: schedule: reloaded: {}", running_line(&scheduler));
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+            _ = &mut stop => break,
+            _ = closed.notified() => break,
+        }
+    }
+    if let Some(exporter) = exporter {
+        exporter.abort();
+    }
+    for (name, stats) in scheduler.shutdown().await {
+        eprintln!(
+            "sysql: schedule: {name}: {} runs, {} rows, {} dropped, {} errors",
+            stats.runs.load(Relaxed),
+            stats.rows.load(Relaxed),
+            stats.dropped.load(Relaxed),
+            stats.errors.load(Relaxed),
+        );
+    }
+    ExitCode::SUCCESS
+}
