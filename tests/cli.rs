@@ -159,7 +159,9 @@ fn what_cannot_run_on_a_live_stream_says_why_in_one_line() {
 fn live_run(args: &[&str], dir: &TempDir, n: u64, rate: u64) -> Output {
     let probe = common::compile_probe(dir);
     let child = sysql().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2000));
+    // The first window takes its earlier rows from history, so the probe only
+    // has to start after the capture is attached.
+    std::thread::sleep(std::time::Duration::from_millis(3000));
     let d = dir.path().to_str().unwrap().to_string();
     let status = Command::new(probe).args(["rate", &d, &n.to_string(), &rate.to_string()]).status().unwrap();
     assert!(status.success());
@@ -168,15 +170,39 @@ fn live_run(args: &[&str], dir: &TempDir, n: u64, rate: u64) -> Output {
 
 #[test]
 fn live_filter_streams_every_matching_event() {
+    use std::io::BufRead;
     let dir = TempDir::new("cli-live");
     let d = dir.path().display().to_string();
-    let q = format!("SELECT path, errno FROM live.opens WHERE path LIKE '{d}/rate-%'");
-    let out = live_run(&["-c", &q, "--for", "5s", "--format", "csv"], &dir, 50, 100);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let mut lines: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
-    assert_eq!(lines.remove(0), "path,errno");
+    let probe = common::compile_probe(&dir);
+    let q = format!("SELECT path, errno FROM live.opens WHERE path LIKE '{d}/%'");
+    let mut child = sysql().args(["-c", &q, "--for", "15s", "--format", "csv"]).stdout(Stdio::piped()).spawn().unwrap();
+    // Read sysql's output on a thread; ping with opens of `ready` until the
+    // live query shows one, so the probe starts only once it is listening.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    let mut lines = Vec::new();
+    let ready = format!("{d}/ready,ENOENT");
+    while !lines.contains(&ready) {
+        let _ = std::fs::File::open(dir.join("ready"));
+        if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            lines.push(line);
+        }
+    }
+    let status = Command::new(probe).args(["rate", &d, "50", "100"]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait().unwrap();
+    reader.join().unwrap();
+    lines.extend(rx.try_iter());
+    assert!(out.success());
+    assert_eq!(lines[0], "path,errno");
+    let rate: Vec<String> = lines.into_iter().filter(|l| l.contains("/rate-")).collect();
     let expect: Vec<String> = (0..50).map(|i| format!("{d}/rate-{i},ENOENT")).collect();
-    assert_eq!(lines, expect, "every open, once, in order");
+    assert_eq!(rate, expect, "every open, once, in order");
 }
 
 #[test]
@@ -187,7 +213,7 @@ fn live_tumbling_window_counts_every_event_once() {
         "SELECT window_start, window_end, count(*) AS n, window_lost FROM live.opens \
          WHERE path LIKE '{d}/rate-%' GROUP BY tumble(ts, INTERVAL '1 second')"
     );
-    let out = live_run(&["-c", &q, "--for", "6s", "--format", "csv"], &dir, 300, 200);
+    let out = live_run(&["-c", &q, "--for", "7s", "--format", "csv"], &dir, 300, 200);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let rows: Vec<Vec<&str>> = stdout.lines().skip(1).map(|l| l.split(',').collect()).collect();

@@ -31,6 +31,7 @@ pub struct Ingest {
     flush_interval: Duration,
     live_flush_interval: Duration,
     last_flush: Instant,
+    drained_at: i64,
 }
 
 impl Ingest {
@@ -56,6 +57,7 @@ impl Ingest {
             flush_interval: config.flush_interval,
             live_flush_interval: config.live_flush_interval,
             last_flush: Instant::now(),
+            drained_at: i64::MAX,
         }
     }
 
@@ -115,6 +117,12 @@ impl Ingest {
         t.truncated.fetch_add(std::mem::take(&mut self.truncated[i]), Relaxed);
     }
 
+    /// Tells the writer when the ring buffer was last found empty: the live
+    /// watermark does not pass it (see [`Ingest::tick`]).
+    pub fn drained_at(&mut self, wall_ns: i64) {
+        self.drained_at = wall_ns;
+    }
+
     /// The counters this writer publishes to.
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
@@ -140,7 +148,11 @@ impl Ingest {
             self.history.expire(now_wall_ns);
         }
         if live {
-            self.live.advance(now_wall_ns);
+            // Rows not yet flushed must not fall behind the watermark.
+            if !flushed {
+                self.flush();
+            }
+            self.live.advance(now_wall_ns.min(self.drained_at));
         }
         flushed
     }

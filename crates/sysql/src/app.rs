@@ -89,9 +89,16 @@ async fn read_loop(
     let stats = ingest_stats(&ingest);
     let mut last_loss = std::time::Instant::now();
     loop {
+        // When the ring was last found empty, every event submitted before
+        // then has been read: the live watermark never passes that, so a
+        // reader that falls behind holds windows back instead of declaring
+        // events late.
+        let started = now_ns();
         tokio::select! {
             n = capture.read(POLL, READ_BATCH, |rec| ingest.push(rec)) => {
-                n.context("reading the ring buffer")?;
+                if n.context("reading the ring buffer")? < READ_BATCH {
+                    ingest.drained_at(started);
+                }
             }
             Some(reply) = requests.recv() => {
                 // Drain everything already in the ring, then publish.
