@@ -19,6 +19,8 @@ const LOSS_REFRESH: Duration = Duration::from_millis(250);
 pub struct Running {
     pub engine: Engine,
     sync: mpsc::Sender<oneshot::Sender<()>>,
+    /// Sessions may read and write files (`--allow-file-access`).
+    pub allow_file_access: bool,
 }
 
 impl Running {
@@ -36,6 +38,9 @@ impl Running {
             })
         }));
         ctx.state_ref().write().config_mut().set_extension(std::sync::Arc::new(before));
+        if self.allow_file_access {
+            ctx.state_ref().write().config_mut().set_extension(std::sync::Arc::new(crate::exec::AllowFileAccess));
+        }
         Ok(ctx)
     }
 
@@ -78,7 +83,7 @@ pub fn start(
             eprintln!("sysql: capture stopped: {e:#}");
         }
     });
-    Ok(Running { engine, sync })
+    Ok(Running { engine, sync, allow_file_access: false })
 }
 
 async fn read_loop(

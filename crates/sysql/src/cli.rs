@@ -52,6 +52,11 @@ pub struct Args {
     /// Shell history file (default ~/.sysql_history; created mode 0600).
     #[arg(long, value_name = "FILE")]
     pub history_file: Option<PathBuf>,
+
+    /// Allow statements that read or write files (COPY TO, CREATE EXTERNAL
+    /// TABLE). Off by default: sysql runs as root.
+    #[arg(long)]
+    pub allow_file_access: bool,
 }
 
 /// What sysql can do besides the shell and one-shot runs.

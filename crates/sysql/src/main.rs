@@ -32,7 +32,10 @@ fn run(args: cli::Args) -> ExitCode {
         return schedule::run(&rt, &args, opts);
     }
     let running = match app::start(&rt, args.history, args.history_memory, args.ring_size) {
-        Ok(running) => running,
+        Ok(mut running) => {
+            running.allow_file_access = args.allow_file_access;
+            running
+        }
         Err(e) => {
             eprintln!("sysql: {e}");
             return ExitCode::from(SETUP_ERROR);
