@@ -87,7 +87,9 @@ async fn reorder_buffer_sorts_shuffled_input_and_counts_late_rows() {
     assert_eq!(engine.stats().table(Table::Opens).late.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
 
-async fn window_rows(engine: &Engine, sql: &str, b: i64, n: i64, m: i64, comms: &[&str]) -> Vec<Vec<String>> {
+/// Runs a live window query, feeds it with `feed` (which returns the time to
+/// advance the watermark to), and collects every row it prints.
+async fn run_window(engine: &Engine, sql: &str, feed: impl FnOnce(&Engine) -> i64) -> Vec<Vec<String>> {
     let ctx = engine.session().unwrap();
     let q = window::plan(&ctx, sql).await.unwrap().expect("a live window query");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -100,8 +102,8 @@ async fn window_rows(engine: &Engine, sql: &str, b: i64, n: i64, m: i64, comms: 
         .await
     });
     tokio::time::sleep(Duration::from_millis(50)).await; // subscribed
-    workload(engine, b, n, m, comms);
-    engine.live().advance(b + (m + 2) * S + 200_000_000);
+    let until = feed(engine);
+    engine.live().advance(until);
     let mut rows = Vec::new();
     let opts = FormatOptions::default().with_null("NULL");
     while let Ok(Some(batch)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
@@ -112,6 +114,14 @@ async fn window_rows(engine: &Engine, sql: &str, b: i64, n: i64, m: i64, comms: 
     }
     task.abort();
     rows
+}
+
+async fn window_rows(engine: &Engine, sql: &str, b: i64, n: i64, m: i64, comms: &[&str]) -> Vec<Vec<String>> {
+    run_window(engine, sql, |e| {
+        workload(e, b, n, m, comms);
+        b + (m + 2) * S + 200_000_000
+    })
+    .await
 }
 
 fn at(b: i64, secs: i64) -> String {
@@ -201,42 +211,24 @@ async fn non_window_queries_are_not_taken_for_windows() {
 #[tokio::test]
 async fn session_windows_split_per_key_on_gaps() {
     let engine = engine();
-    let ctx = engine.session().unwrap();
     let sql = "SELECT comm, window_start, window_end, count(*) AS n FROM live.opens \
                GROUP BY session(ts, INTERVAL '500 milliseconds'), comm ORDER BY comm, window_start";
-    let q = window::plan(&ctx, sql).await.unwrap().expect("a session query");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let (e2, c2) = (engine.clone(), ctx.clone());
-    let task = tokio::spawn(async move {
-        window::run(&e2, &c2, &q, |batch| {
-            let _ = tx.send(batch);
-            Ok(())
-        })
-        .await
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
     let b = base();
     let ms = 1_000_000;
-    let mut events: Vec<(i64, &str)> = Vec::new();
-    events.extend((0..10).map(|i| (b + i * 100 * ms, "a"))); // a: 0.0 .. 0.9 s
-    events.extend((0..6).map(|i| (b + 3000 * ms + i * 100 * ms, "a"))); // a again: 3.0 .. 3.5 s
-    events.extend((0..40).map(|i| (b + i * 100 * ms, "b"))); // b: 0.0 .. 3.9 s, no gap
-    events.sort();
-    let mut ingest = engine.ingest();
-    for (ts, comm) in &events {
-        ingest.push(as_bytes(&open_at(*ts, comm)));
-    }
-    ingest.flush();
-    engine.live().advance(b + 6 * S);
-    let mut rows = Vec::new();
-    let opts = FormatOptions::default().with_null("NULL");
-    while let Ok(Some(batch)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
-        let f: Vec<_> = batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap()).collect();
-        for r in 0..batch.num_rows() {
-            rows.push(f.iter().map(|x| x.value(r).to_string()).collect::<Vec<String>>());
+    let mut rows = run_window(&engine, sql, |engine| {
+        let mut events: Vec<(i64, &str)> = Vec::new();
+        events.extend((0..10).map(|i| (b + i * 100 * ms, "a"))); // a: 0.0 .. 0.9 s
+        events.extend((0..6).map(|i| (b + 3000 * ms + i * 100 * ms, "a"))); // a again: 3.0 .. 3.5 s
+        events.extend((0..40).map(|i| (b + i * 100 * ms, "b"))); // b: 0.0 .. 3.9 s, no gap
+        events.sort();
+        let mut ingest = engine.ingest();
+        for (ts, comm) in &events {
+            ingest.push(as_bytes(&open_at(*ts, comm)));
         }
-    }
-    task.abort();
+        ingest.flush();
+        b + 6 * S
+    })
+    .await;
     let t = |n: i64| chrono_like(b + n * ms);
     rows.sort();
     assert_eq!(
