@@ -147,11 +147,9 @@ impl Ingest {
             self.flush();
             self.history.expire(now_wall_ns);
         }
-        if live {
-            // Rows not yet flushed must not fall behind the watermark.
-            if !flushed {
-                self.flush();
-            }
+        // The watermark moves only right after a flush, so no row still in
+        // the builders can fall behind it.
+        if live && flushed {
             self.live.advance(now_wall_ns.min(self.drained_at));
         }
         flushed
