@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -177,7 +178,8 @@ def plan_runs(env, cfg, workload, cal):
         runs.append(env.new_run(workload, "rate-100k", 1, 100_000, duration=cfg["rss_s"]))
     for t in cfg["threads"]:
         ops = max(int(cal[t] * cfg["max_s"] / t), 100)
-        runs.append(env.new_run(workload, f"max-{t}t", t, 0, ops=ops))
+        # A slow tracer stops the run early: slowdowns are per operation.
+        runs.append(env.new_run(workload, f"max-{t}t", t, 0, ops=ops, duration=max(5 * cfg["max_s"], 2.0)))
     if workload == "open-miss":
         for t in cfg["threads"]:
             for total in cfg["ladder"]:
@@ -231,6 +233,10 @@ def run_session(env, cfg, tool, workload, runs):
                 f"wall {res['wall_s']:.3f}s cpu {res['user_s'] + res['sys_s']:.3f}s")
         sess.rss_hwm_kb = sess.hwm_kb()
         sess.finish()
+    except BaseException:
+        if sess.proc:
+            tools.stop(sess.proc, 10)  # no tracer left behind
+        raise
     finally:
         for r in runs:
             r.cleanup()
@@ -327,6 +333,8 @@ def main(argv=None):
     if "none" not in cfg["tools"]:
         cfg["tools"] = ["none"] + cfg["tools"]  # the baseline of every slowdown
 
+    # SIGTERM unwinds like Ctrl-C, so tracers are stopped and files removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args.sysql = resolve_sysql(args)
     env = Env(args, mode)
     try:

@@ -96,6 +96,14 @@ def capture_and_query(env, n_events, reps):
         extra += ["--history-memory", f"{max(1024, n_events * 600 // 2**20 + 512)}MiB"]
     argv = [env.sysql, "-f", sql_path, "--for", "24h", "--format", "csv"] + extra
     proc = subprocess.Popen(argv, stdout=open(out_path, "wb"), stderr=open(err_path, "wb"))
+    try:
+        return run_capture(env, proc, stmts, names, reps, n_events, out_path, err_path)
+    finally:
+        if proc.poll() is None:
+            tools.stop(proc, 10)
+
+
+def run_capture(env, proc, stmts, names, reps, n_events, out_path, err_path):
     error = tools.wait_attached(proc)
     if error:
         tools.stop(proc, 10)
@@ -106,12 +114,14 @@ def capture_and_query(env, n_events, reps):
     miss = env.new_run("open-miss", "history", 1, 0, ops=n_events // 2)
     hit = env.new_run("open-hit", "history", 1, 0, ops=n_events - n_events // 2)
     hit.prepare()
-    t0 = time.monotonic()
-    gens = [subprocess.Popen(r.argv(env.generator), stdout=subprocess.PIPE) for r in (miss, hit)]
-    for g in gens:
-        g.wait()
-    burst_s = time.monotonic() - t0
-    hit.cleanup()
+    try:
+        t0 = time.monotonic()
+        gens = [subprocess.Popen(r.argv(env.generator), stdout=subprocess.PIPE) for r in (miss, hit)]
+        for g in gens:
+            g.wait()
+        burst_s = time.monotonic() - t0
+    finally:
+        hit.cleanup()
     tools.settle(proc.pid, idle_rate)
     rss_kb = tools.status_kb(proc.pid, "VmRSS")
     t0 = time.monotonic()

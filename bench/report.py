@@ -35,6 +35,7 @@ def run_json(rnd, run, sees, base=None):
         "seen": run.seen if sees else None, "lost": lost, "rows": run.rows,
         "tracer_cpu_s": r3(run.tracer_cpu_s, 6), "tracer_cpu_ns_per_event": r3(ns_per_event, 1),
         "tracer_rss_mb": r3(run.rss_end_kb / 1024 if run.rss_end_kb else None, 1),
+        "baseline_ops": base.get("ops") if base else None,
         "baseline_wall_s": base.get("wall_s") if base else None,
         "baseline_cpu_s": r3(base["user_s"] + base["sys_s"], 6) if base else None,
     }
@@ -77,9 +78,10 @@ def entries(sessions, cfg, info):
             e["lost_at_max"][t] = worst(r["lost"] for r in mx)
             walls, cpus = [], []
             for r in mx:
-                if r["baseline_wall_s"] and r["baseline_cpu_s"]:
-                    walls.append(r["wall_s"] / r["baseline_wall_s"])
-                    cpus.append(r["cpu_s"] / r["baseline_cpu_s"])
+                if r["baseline_wall_s"] and r["baseline_cpu_s"] and r["ops"] and r["baseline_ops"]:
+                    per_op = r["baseline_ops"] / r["ops"]  # a slow run may have been cut short
+                    walls.append(r["wall_s"] / r["baseline_wall_s"] * per_op)
+                    cpus.append(r["cpu_s"] / r["baseline_cpu_s"] * per_op)
             e["slowdown_wall"][t] = r3(median(walls))
             e["slowdown_cpu"][t] = r3(median(cpus))
             if sees:
