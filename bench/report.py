@@ -262,7 +262,7 @@ def render(doc):
     headers += ["ns/event", "RSS idle MB", "anon/file/bpf", "RSS@100k MB", "live p50/p99 ms"]
     out += ["", table(headers, rows)]
     out += ["", "lost@low: events lost at 1k/s; max: ops/s the workload reached under the tool; "
-                "0-loss: highest rate with 0 lost; wall/cpu: workload slowdown vs no tracer (same ops); "
+                "0-loss: highest rate with 0 lost; wall/cpu: workload slowdown vs no tracer (per operation); "
                 "ns/event: tracer CPU per event seen; anon/file/bpf: idle RSS split into anonymous memory, "
                 "file pages (the binary) and BPF map mappings (a ring buffer counts twice); "
                 "live: p50/p99 ms at each rate (sysql)"]
