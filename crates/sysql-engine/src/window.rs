@@ -220,15 +220,7 @@ pub async fn run(
     let mut buffer: Vec<RecordBatch> = engine.history().snapshot(q.table, Some(next), Some(wm0));
     buffer = buffer.iter().map(|b| rows_in(b, next, wm0 + 1)).collect::<Result<_>>()?;
     let mut losses = LossClock::new(engine, q.table, wm0);
-    while let Some(item) = rx.recv().await {
-        let wm = match item {
-            LiveItem::Rows(b) => {
-                buffer.push(b);
-                continue;
-            }
-            LiveItem::Watermark(wm) => wm,
-        };
-        losses.sample(wm);
+    while let Some(wm) = next_watermark(&mut rx, &mut buffer, &mut losses).await {
         while next + width <= wm {
             let (start, end) = (next, next + width);
             let rows: Vec<RecordBatch> = buffer.iter().map(|b| rows_in(b, start, end)).collect::<Result<_>>()?;
@@ -236,12 +228,7 @@ pub async fn run(
             if n > 0 {
                 let lost = losses.between(start, end);
                 let window = with_window_columns(&schema, &wschema, &rows, start, end, lost)?;
-                let provider = MemTable::try_new(wschema.clone(), vec![vec![window]])?;
-                ctx.deregister_table(WINDOW_TABLE)?;
-                ctx.register_table(WINDOW_TABLE, Arc::new(provider))?;
-                for b in ctx.sql(&q.sql).await?.collect().await? {
-                    out(b)?;
-                }
+                evaluate(ctx, &wschema, window, &q.sql, &mut out).await?;
             }
             next += slide;
             // rows before the next window's start are no longer needed
@@ -289,15 +276,7 @@ async fn run_sessions(
          FROM numbered",
         p2 = if q.keys.is_empty() { "PARTITION BY".to_string() } else { format!("PARTITION BY {},", q.keys.join(", ")) },
     );
-    while let Some(item) = rx.recv().await {
-        let wm = match item {
-            LiveItem::Rows(b) => {
-                buffer.push(b);
-                continue;
-            }
-            LiveItem::Watermark(wm) => wm,
-        };
-        losses.sample(wm);
+    while let Some(wm) = next_watermark(&mut rx, &mut buffer, &mut losses).await {
         if buffer.iter().all(|b| b.num_rows() == 0) {
             buffer.clear();
             continue;
@@ -347,11 +326,41 @@ async fn run_sessions(
             .map(|(c, f)| datafusion::arrow::compute::cast(&c, f.data_type()))
             .collect::<std::result::Result<_, _>>()?;
         let window = RecordBatch::try_new(wschema.clone(), cols)?;
-        ctx.deregister_table(WINDOW_TABLE)?;
-        ctx.register_table(WINDOW_TABLE, Arc::new(MemTable::try_new(wschema.clone(), vec![vec![window]])?))?;
-        for b in ctx.sql(&q.sql).await?.collect().await? {
-            out(b)?;
+        evaluate(ctx, wschema, window, &q.sql, &mut out).await?;
+    }
+    Ok(())
+}
+
+/// Buffers rows until the next watermark, samples the loss counters at it,
+/// and returns it (`None` when the stream ends).
+async fn next_watermark(
+    rx: &mut tokio::sync::mpsc::Receiver<LiveItem>,
+    buffer: &mut Vec<RecordBatch>,
+    losses: &mut LossClock<'_>,
+) -> Option<i64> {
+    loop {
+        match rx.recv().await? {
+            LiveItem::Rows(b) => buffer.push(b),
+            LiveItem::Watermark(wm) => {
+                losses.sample(wm);
+                return Some(wm);
+            }
         }
+    }
+}
+
+/// Runs the rewritten query over one window's rows (as `__window`).
+async fn evaluate(
+    ctx: &SessionContext,
+    wschema: &SchemaRef,
+    window: RecordBatch,
+    sql: &str,
+    out: &mut impl FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
+    ctx.deregister_table(WINDOW_TABLE)?;
+    ctx.register_table(WINDOW_TABLE, Arc::new(MemTable::try_new(wschema.clone(), vec![vec![window]])?))?;
+    for b in ctx.sql(sql).await?.collect().await? {
+        out(b)?;
     }
     Ok(())
 }
