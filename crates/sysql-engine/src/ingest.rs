@@ -46,7 +46,7 @@ impl Ingest {
         Ingest {
             opens: OpensBuilder::with_capacity(start),
             connects: ConnectsBuilder::with_capacity(start),
-            execs: ExecsBuilder::with_capacity(start),
+            execs: ExecsBuilder::with_capacity(start).redacting(config.redact_argv.clone()),
             pending: [0; TABLE_COUNT],
             truncated: [0; TABLE_COUNT],
             history,

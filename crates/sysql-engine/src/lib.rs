@@ -13,6 +13,7 @@ pub mod live;
 pub mod live_table;
 pub mod names;
 pub mod provider;
+pub mod redact;
 pub mod stats;
 pub mod window;
 
@@ -55,6 +56,8 @@ pub struct EngineConfig {
     /// Memory one query may use for its own state (hash tables, sorts); a
     /// query that needs more fails with "resources exhausted".
     pub query_memory_bytes: usize,
+    /// Patterns whose matches in `execs.argv` are stored as `***`.
+    pub redact_argv: Arc<redact::ArgvRedaction>,
 }
 
 impl Default for EngineConfig {
@@ -68,6 +71,7 @@ impl Default for EngineConfig {
             live_flush_interval: Duration::from_millis(10),
             lateness: Duration::from_millis(200),
             query_memory_bytes: 2 << 30,
+            redact_argv: Arc::new(redact::ArgvRedaction::defaults()),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod exec;
 pub mod oneshot;
 pub mod print;
+pub mod privilege;
 pub mod repl;
 pub mod schedule;
 pub mod status;

@@ -3,6 +3,7 @@
 
 use super::{common_fields, text, Batch, Common};
 use crate::names::write_errno;
+use crate::redact::ArgvRedaction;
 use datafusion::arrow::array::{ArrayRef, BooleanBuilder, Int64Builder, StringBuilder, UInt32Builder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -36,6 +37,9 @@ pub struct ExecsBuilder {
     ret: Int64Builder,
     errno: StringBuilder,
     latency_ns: Int64Builder,
+    /// Patterns masked in argv, if any (then argv is assembled in `scratch`).
+    redaction: Option<Arc<ArgvRedaction>>,
+    scratch: String,
 }
 
 impl ExecsBuilder {
@@ -51,7 +55,15 @@ impl ExecsBuilder {
             ret: Int64Builder::with_capacity(rows),
             errno: StringBuilder::with_capacity(rows, rows),
             latency_ns: Int64Builder::with_capacity(rows),
+            redaction: None,
+            scratch: String::new(),
         }
+    }
+
+    /// Masks what `redaction` matches in each argv before it is stored.
+    pub fn redacting(mut self, redaction: Arc<ArgvRedaction>) -> Self {
+        self.redaction = (!redaction.is_empty()).then_some(redaction);
+        self
     }
 
     /// Appends one event. Returns true if the filename or argv was truncated.
@@ -69,14 +81,27 @@ impl ExecsBuilder {
             self.filename.append_value(text(filename));
         }
         let mut argc = 0u32;
-        for (i, arg) in e.args().enumerate() {
-            if i > 0 {
-                let _ = self.argv.write_char(' ');
+        if let Some(redaction) = &self.redaction {
+            // Assembled in a reused buffer, so only a match allocates.
+            self.scratch.clear();
+            for (i, arg) in e.args().enumerate() {
+                if i > 0 {
+                    self.scratch.push(' ');
+                }
+                self.scratch.push_str(&text(arg));
+                argc += 1;
             }
-            let _ = self.argv.write_str(&text(arg));
-            argc += 1;
+            self.argv.append_value(redaction.apply(&self.scratch));
+        } else {
+            for (i, arg) in e.args().enumerate() {
+                if i > 0 {
+                    let _ = self.argv.write_char(' ');
+                }
+                let _ = self.argv.write_str(&text(arg));
+                argc += 1;
+            }
+            self.argv.append_value("");
         }
-        self.argv.append_value("");
         self.argc.append_value(argc);
         let truncated = e.h.flags & (F_ARGV_TRUNCATED | F_PATH_TRUNCATED) != 0;
         self.argv_truncated.append_value(e.h.flags & F_ARGV_TRUNCATED != 0);

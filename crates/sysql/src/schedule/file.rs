@@ -1,9 +1,9 @@
 //! A results file rotated by size, as logrotate would: `PATH` is renamed to
 //! `PATH.1`, older ones shift up to `PATH.<keep>`, the oldest is removed.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// A file that is renamed to `PATH.1` (and older ones shifted up to
@@ -18,10 +18,15 @@ pub struct RotatingFile {
 
 impl RotatingFile {
     /// Opens (appending) or creates the file, readable by its owner only:
-    /// results can be as sensitive as the events.
+    /// results can be as sensitive as the events. An existing file readable
+    /// by others is narrowed to that.
     pub fn open(path: &Path, max_bytes: u64, keep: usize) -> io::Result<RotatingFile> {
         let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
-        let size = file.metadata()?.len();
+        let meta = file.metadata()?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(Permissions::from_mode(meta.permissions().mode() & 0o700))?;
+        }
+        let size = meta.len();
         Ok(RotatingFile { path: path.to_path_buf(), max_bytes, keep, file: BufWriter::new(file), size })
     }
 
@@ -93,6 +98,23 @@ mod tests {
         assert_eq!(read("r.csv.1"), "h\ncccccccccccc\n");
         assert_eq!(read("r.csv.2"), "h\nbbbb\n");
         assert!(!dir.join("r.csv.3").exists());
+        for name in ["r.csv", "r.csv.1", "r.csv.2"] {
+            let mode = std::fs::metadata(dir.join(name)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_existing_file_readable_by_others_is_narrowed() {
+        let path = std::env::temp_dir().join(format!("sysql-file-test-wide-{}", std::process::id()));
+        std::fs::write(&path, "old\n").unwrap();
+        std::fs::set_permissions(&path, Permissions::from_mode(0o644)).unwrap();
+        let mut f = RotatingFile::open(&path, 1 << 20, 1).unwrap();
+        f.write::<fn() -> io::Result<Vec<u8>>>(b"new\n", None).unwrap();
+        f.flush().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old\nnew\n");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        std::fs::remove_file(&path).unwrap();
     }
 }
