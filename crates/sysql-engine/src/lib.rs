@@ -9,6 +9,7 @@
 pub mod event;
 pub mod history;
 pub mod ingest;
+pub mod join;
 pub mod live;
 pub mod live_table;
 pub mod names;
@@ -131,7 +132,15 @@ impl Engine {
             .with_memory_limit(self.config.query_memory_bytes, 1.0)
             .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
             .build_arc()?;
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        // Joins of two live tables bounded by time plan as sysql's own
+        // operator (`join.rs`), so EXPLAIN shows what runs.
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(join::LiveJoinRule))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         for (table, schema) in event_tables() {
             ctx.register_table(table.name(), Arc::new(HistoryTable::new(table, schema, self.history.clone())))?;
         }

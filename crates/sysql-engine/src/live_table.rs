@@ -10,6 +10,7 @@
 use crate::live::{LiveHub, LiveItem};
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{plan_err, JoinSide, Result};
@@ -29,6 +30,7 @@ use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use datafusion::prelude::SessionConfig;
 use futures::StreamExt;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use sysql_events::Table;
@@ -60,14 +62,31 @@ impl PartitionStream for LivePartition {
         let ordered = ctx.session_config().get_extension::<LiveMode>().is_none_or(|m| m.ordered);
         let (rx, _) = self.hub.subscribe(self.table, ordered, now_ns());
         // A watermark becomes an empty batch: a heartbeat that lets operators
-        // downstream (joins) run and emit what they hold while the table is idle.
+        // downstream (joins) run and emit what they hold while the table is
+        // idle. It carries the watermark in its schema's metadata, for the
+        // live join (`crate::join`).
         let schema = self.schema.clone();
         let stream = tokio_stream_from(rx).map(move |item| match item {
             LiveItem::Rows(b) => Ok(b),
-            LiveItem::Watermark(_) => Ok(datafusion::arrow::record_batch::RecordBatch::new_empty(schema.clone())),
+            LiveItem::Watermark(wm) => {
+                let meta = HashMap::from([(WATERMARK_KEY.to_string(), wm.to_string())]);
+                Ok(RecordBatch::new_empty(Arc::new(schema.as_ref().clone().with_metadata(meta))))
+            }
         });
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
     }
+}
+
+/// Schema metadata key of a heartbeat's watermark (UTC nanoseconds).
+const WATERMARK_KEY: &str = "sysql.watermark";
+
+/// The watermark a heartbeat batch of an ordered live scan carries: no row
+/// with a `ts` at or below it follows on that stream.
+pub fn heartbeat_watermark(batch: &RecordBatch) -> Option<i64> {
+    if batch.num_rows() > 0 {
+        return None;
+    }
+    batch.schema_ref().metadata().get(WATERMARK_KEY)?.parse().ok()
 }
 
 fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<LiveItem>) -> impl futures::Stream<Item = LiveItem> {
@@ -188,6 +207,10 @@ pub fn prepare_live(
             Ok(Transformed::no(node))
         })?
         .data;
+    // Joins of two live streams bounded by time run as sysql's own operator,
+    // which emits each match at once (planning does this already in a
+    // session from `Engine::session`; this covers plans from elsewhere).
+    let plan = crate::join::rewrite_live_joins(plan)?;
     // Operators that coalesce their output (joins, filters) would hold rows
     // back until a full batch: on a live stream, every row goes out at once.
     let config: SessionConfig =
