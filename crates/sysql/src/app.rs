@@ -4,6 +4,7 @@
 use anyhow::Context;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sysql_capture::{Capture, CaptureConfig, SetupError};
+use sysql_engine::redact::ArgvRedaction;
 use sysql_engine::{Engine, EngineConfig, Ingest};
 use tokio::sync::{mpsc, oneshot};
 
@@ -65,6 +66,17 @@ pub fn start(
     history_memory: u64,
     ring_size: u64,
 ) -> Result<Running, SetupError> {
+    start_with(rt, history, history_memory, ring_size, ArgvRedaction::defaults())
+}
+
+/// [`start`], masking what `redact_argv` matches in `execs.argv`.
+pub fn start_with(
+    rt: &tokio::runtime::Runtime,
+    history: Duration,
+    history_memory: u64,
+    ring_size: u64,
+    redact_argv: ArgvRedaction,
+) -> Result<Running, SetupError> {
     let ring_bytes = u32::try_from(ring_size)
         .map_err(|_| SetupError::Config(format!("ring buffer size {ring_size} is larger than 2 GiB")))?;
     let config = CaptureConfig { ring_bytes, ..CaptureConfig::default() };
@@ -74,6 +86,7 @@ pub fn start(
         retention: history,
         memory_cap_bytes: usize::try_from(history_memory).unwrap_or(usize::MAX),
         clock_offset_ns: sysql_capture::clock_offset_ns(),
+        redact_argv: std::sync::Arc::new(redact_argv),
         ..EngineConfig::default()
     });
     let (sync, requests) = mpsc::channel(16);

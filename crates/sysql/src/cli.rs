@@ -57,6 +57,18 @@ pub struct Args {
     /// TABLE). Off by default: sysql runs as root.
     #[arg(long)]
     pub allow_file_access: bool,
+
+    /// Store what this regular expression matches in execs.argv as `***`
+    /// (its first capture group, or the whole match); repeatable. Added to
+    /// the default patterns, which mask the values of options such as
+    /// --password=, --token=, --secret=, --api-key= (docs/tables/execs.md).
+    #[arg(long = "redact-argv", value_name = "REGEX", global = true)]
+    pub redact_argv: Vec<String>,
+
+    /// Do not apply the default argv patterns (those given with
+    /// --redact-argv still apply).
+    #[arg(long, global = true)]
+    pub no_redact_argv: bool,
 }
 
 /// What sysql can do besides the shell and one-shot runs.

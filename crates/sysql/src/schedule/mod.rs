@@ -26,36 +26,42 @@ use tokio::sync::Notify;
 /// Exit status for a set-up error (privileges, kernel features, bad options).
 const SETUP_ERROR: u8 = 2;
 
-/// Runs the schedule; returns 0 when stopped, 1 if no query could start, 2
-/// on a set-up error.
-pub fn run(rt: &tokio::runtime::Runtime, args: &Args, opts: &ScheduleArgs) -> ExitCode {
+/// Checks the options and reads the saved queries, before the capture
+/// starts: the exit status is 1 if there is no query to run, 2 on a set-up
+/// error.
+pub fn prepare(args: &Args, opts: &ScheduleArgs) -> Result<Library, ExitCode> {
     if args.command.is_some() || args.file.is_some() {
         eprintln!("sysql: schedule runs saved query files; -c and -f do not go with it");
-        return ExitCode::from(SETUP_ERROR);
+        return Err(ExitCode::from(SETUP_ERROR));
     }
     for path in &opts.paths {
         if let Err(e) = std::fs::metadata(path) {
             eprintln!("sysql: schedule: cannot read {}: {e}", path.display());
-            return ExitCode::from(SETUP_ERROR);
+            return Err(ExitCode::from(SETUP_ERROR));
         }
     }
     if let Some(Err(e)) = opts.prometheus.map(prometheus::check) {
         eprintln!("sysql: schedule: {e}");
-        return ExitCode::from(SETUP_ERROR);
+        return Err(ExitCode::from(SETUP_ERROR));
     }
     let library = library::load(&opts.paths);
     if library.queries.is_empty() {
         report(&library.errors.iter().map(ToString::to_string).collect::<Vec<_>>());
         eprintln!("sysql: schedule: no saved query to run");
-        return ExitCode::from(1);
+        return Err(ExitCode::from(1));
     }
-    let running = match crate::app::start(rt, args.history, args.history_memory, args.ring_size) {
-        Ok(running) => Arc::new(running),
-        Err(e) => {
-            eprintln!("sysql: {e}");
-            return ExitCode::from(SETUP_ERROR);
-        }
-    };
+    Ok(library)
+}
+
+/// Runs the schedule over a started capture; returns 0 when stopped, 1 if
+/// no query could start, 2 on a set-up error.
+pub fn run(
+    rt: &tokio::runtime::Runtime,
+    running: crate::app::Running,
+    opts: &ScheduleArgs,
+    library: Library,
+) -> ExitCode {
+    let running = Arc::new(running);
     let sessions: Sessions = Arc::new(move || running.session());
     let settings = Settings {
         sink: opts.sink.clone(),
