@@ -15,6 +15,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
 #include "sysql_events.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -25,10 +26,15 @@ char LICENSE[] SEC("license") = "GPL";
 #define O_TRUNC 01000
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
+#define AF_UNIX 1
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_DGRAM 2
 
 /* Set by the loader. */
 const volatile __u32 sysql_self_tgid = 0;       /* never trace sysql itself */
 const volatile __u64 sysql_wakeup_bytes = 262144; /* wake the reader past this backlog */
+const volatile __u32 sysql_snap_len = SYSQL_SNAP_MAX; /* payload bytes copied per syscall */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -46,6 +52,8 @@ struct {
 struct args_stash {
 	__u64 ts;
 	__u64 args[4];
+	__u64 sk;   /* payloads: the socket, found at entry */
+	__u64 ino;  /* payloads: its inode number (a socket's identity) */
 	__u32 syscall;
 	__u32 kind; /* SYSQL_KIND_*: an exit only completes its own kind */
 };
@@ -122,6 +130,8 @@ static __always_inline int stash_args(__u32 kind, __u32 syscall, __u64 a0, __u64
 	struct args_stash s = {
 		.ts = bpf_ktime_get_boot_ns(),
 		.args = {a0, a1, a2, a3},
+		.sk = 0,
+		.ino = 0,
 		.syscall = syscall,
 		.kind = kind,
 	};
@@ -247,8 +257,9 @@ int sys_exit_open(struct trace_event_raw_sys_exit *ctx)
 
 /* ---- connects ------------------------------------------------------------- */
 
-/* The socket behind fd in the current task, or NULL if fd is not a socket. */
-static __always_inline struct sock *fd_sock(int fd)
+/* The socket behind fd in the current task, or NULL if fd is not a socket;
+ * its inode number in *ino if ino is not NULL. */
+static __always_inline struct sock *fd_sock_ino(int fd, __u64 *ino)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
@@ -258,10 +269,18 @@ static __always_inline struct sock *fd_sock(int fd)
 	struct file *file = 0;
 	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
 		return 0;
-	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	if ((BPF_CORE_READ(inode, i_mode) & S_IFMT) != S_IFSOCK)
 		return 0;
+	if (ino)
+		*ino = BPF_CORE_READ(inode, i_ino);
 	struct socket *sock = BPF_CORE_READ(file, private_data);
 	return sock ? BPF_CORE_READ(sock, sk) : 0;
+}
+
+static __always_inline struct sock *fd_sock(int fd)
+{
+	return fd_sock_ino(fd, 0);
 }
 
 SEC("tracepoint/syscalls/sys_enter_connect")
@@ -406,5 +425,308 @@ SEC("tracepoint/syscalls/sys_exit_execve")
 int sys_exit_execve(struct trace_event_raw_sys_exit *ctx)
 {
 	exec_emit((__u32)bpf_get_current_pid_tgid(), ctx->ret);
+	return 0;
+}
+
+/* ---- payloads ------------------------------------------------------------- */
+
+/* Sockets whose traffic is followed after their first recognised message:
+ * PostgreSQL and MySQL replies have no shape of their own, and HTTP bodies
+ * are counted. Keyed by socket inode number (never reused while the socket
+ * lives; LRU, so closed sockets age out). Value: SYSQL_PROTO_*. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u8);
+} sysql_conns SEC(".maps");
+
+/* A record being built: the fixed part, then room for twice the largest
+ * payload (so that a mask can prove a read's bound to the verifier). */
+struct payload_scratch {
+	__u8 bytes[sizeof(struct sysql_payload_event) + SYSQL_SNAP_MAX * 2];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct payload_scratch);
+} sysql_payload_scratch SEC(".maps");
+
+static __always_inline int io_enter(__u32 syscall, __u64 fd, __u64 a1, __u64 a2, __u64 a3)
+{
+	if (is_self())
+		return 0;
+	__u64 ino = 0;
+	struct sock *sk = fd_sock_ino((int)fd, &ino);
+	if (!sk)
+		return 0;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6 && family != AF_UNIX)
+		return 0;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct args_stash s = {
+		.ts = bpf_ktime_get_boot_ns(),
+		.args = {fd, a1, a2, a3},
+		.sk = (__u64)sk,
+		.ino = ino,
+		.syscall = syscall,
+		.kind = SYSQL_KIND_PAYLOAD,
+	};
+	bpf_map_update_elem(&sysql_args, &tid, &s, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_read")
+int sys_enter_read(struct trace_event_raw_sys_enter *ctx)
+{
+	return io_enter(SYSQL_SYS_READ, ctx->args[0], ctx->args[1], ctx->args[2], 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_write")
+int sys_enter_write(struct trace_event_raw_sys_enter *ctx)
+{
+	return io_enter(SYSQL_SYS_WRITE, ctx->args[0], ctx->args[1], ctx->args[2], 0);
+}
+
+/* recvfrom / sendto: (fd, buf, len, flags, addr, addrlen) */
+SEC("tracepoint/syscalls/sys_enter_recvfrom")
+int sys_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
+{
+	return io_enter(SYSQL_SYS_RECVFROM, ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[4]);
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendto")
+int sys_enter_sendto(struct trace_event_raw_sys_enter *ctx)
+{
+	return io_enter(SYSQL_SYS_SENDTO, ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[4]);
+}
+
+/* recvmsg / sendmsg: (fd, msghdr, flags) */
+SEC("tracepoint/syscalls/sys_enter_recvmsg")
+int sys_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return io_enter(SYSQL_SYS_RECVMSG, ctx->args[0], ctx->args[1], 0, 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendmsg")
+int sys_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return io_enter(SYSQL_SYS_SENDMSG, ctx->args[0], ctx->args[1], 0, 0);
+}
+
+/* readv / writev: (fd, iov, iovcnt) */
+SEC("tracepoint/syscalls/sys_enter_readv")
+int sys_enter_readv(struct trace_event_raw_sys_enter *ctx)
+{
+	return io_enter(SYSQL_SYS_READV, ctx->args[0], ctx->args[1], ctx->args[2], 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_writev")
+int sys_enter_writev(struct trace_event_raw_sys_enter *ctx)
+{
+	return io_enter(SYSQL_SYS_WRITEV, ctx->args[0], ctx->args[1], ctx->args[2], 0);
+}
+
+static __always_inline bool is_upper(__u8 c)
+{
+	return c >= 'A' && c <= 'Z';
+}
+
+/* An HTTP/1.x request line ("GET /", "POST /", ...) or a status line. */
+static __always_inline bool http_start(const __u8 *p, __u32 n)
+{
+	if (n < 8)
+		return false;
+	if (p[0] == 'H' && p[1] == 'T' && p[2] == 'T' && p[3] == 'P' && p[4] == '/')
+		return true;
+	/* a method: 3 to 7 capitals then a space */
+	if (!is_upper(p[0]) || !is_upper(p[1]) || !is_upper(p[2]))
+		return false;
+	for (int i = 3; i < 8; i++) {
+		if (p[i] == ' ')
+			return true;
+		if (!is_upper(p[i]))
+			return false;
+	}
+	return false;
+}
+
+static __always_inline __u32 be32(const __u8 *p)
+{
+	return ((__u32)p[0] << 24) | ((__u32)p[1] << 16) | ((__u32)p[2] << 8) | p[3];
+}
+
+/* A PostgreSQL client's first message (startup, SSL or GSS request) or a
+ * simple ('Q') or extended ('P'arse) query. */
+static __always_inline bool pgsql_start(const __u8 *p, __u32 n)
+{
+	if (n < 8)
+		return false;
+	__u32 code = be32(p + 4);
+	if (be32(p) >= 8 && be32(p) < 10000 &&
+	    (code == 0x00030000 || code == 80877103 || code == 80877104))
+		return true;
+	if (p[0] != 'Q' && p[0] != 'P')
+		return false;
+	__u32 len = be32(p + 1);
+	return len >= 5 && len < (1u << 24);
+}
+
+/* A MySQL COM_QUERY (sequence 0, command 3) or a server greeting (protocol 10). */
+static __always_inline bool mysql_start(const __u8 *p, __u32 n)
+{
+	if (n < 8)
+		return false;
+	__u32 len = p[0] | ((__u32)p[1] << 8) | ((__u32)p[2] << 16);
+	return p[3] == 0 && len >= 1 && (p[4] == 0x03 || (p[4] == 0x0a && len < 512));
+}
+
+/* Ports and addresses from a user sockaddr (unconnected UDP). */
+static __always_inline __u16 user_sockaddr(const void *uaddr, __u8 *addr)
+{
+	struct sockaddr_in6 sa = {};
+	if (!uaddr || bpf_probe_read_user(&sa, sizeof(sa), uaddr))
+		return 0;
+	if (sa.sin6_family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&sa;
+		__builtin_memcpy(addr, &in->sin_addr, 4);
+		return bpf_ntohs(in->sin_port);
+	}
+	if (sa.sin6_family == AF_INET6) {
+		__builtin_memcpy(addr, &sa.sin6_addr, 16);
+		return bpf_ntohs(sa.sin6_port);
+	}
+	return 0;
+}
+
+/* One exit program for the eight socket I/O syscalls: the stash says which. */
+SEC("tracepoint/syscalls/sys_exit_read")
+int sys_exit_sock_io(struct trace_event_raw_sys_exit *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct args_stash *s = stashed(tid, SYSQL_KIND_PAYLOAD);
+	if (!s)
+		return 0;
+	long ret = ctx->ret;
+	__u32 syscall = s->syscall;
+	__u64 ts = s->ts;
+	struct sock *sk = (struct sock *)s->sk;
+	__u64 key = s->ino;
+	__u64 a1 = s->args[1], a3 = s->args[3];
+	__s32 fd = (__s32)s->args[0];
+	bpf_map_delete_elem(&sysql_args, &tid);
+	if (ret <= 0)
+		return 0;
+
+	/* Where the bytes are: one buffer, or the first iovec. */
+	const __u8 *buf = (const __u8 *)a1;
+	__u64 avail = ret;
+	const void *uaddr = 0;
+	if (syscall == SYSQL_SYS_RECVFROM || syscall == SYSQL_SYS_SENDTO)
+		uaddr = (const void *)a3;
+	if (syscall >= SYSQL_SYS_RECVMSG) {
+		const struct iovec *iov = (const struct iovec *)a1;
+		if (syscall == SYSQL_SYS_RECVMSG || syscall == SYSQL_SYS_SENDMSG) {
+			struct user_msghdr msg = {};
+			if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a1))
+				return 0;
+			iov = msg.msg_iov;
+			uaddr = msg.msg_name;
+		}
+		struct iovec first = {};
+		if (bpf_probe_read_user(&first, sizeof(first), iov))
+			return 0;
+		buf = first.iov_base;
+		if (first.iov_len < avail)
+			avail = first.iov_len;
+	}
+
+	/* The first bytes say what this is. Shorter sends and receives (a
+	 * PostgreSQL ReadyForQuery is 6 bytes) matter only on followed sockets. */
+	__u8 peek[16] = {};
+	__u32 peek_len = avail < 8 ? (__u32)avail : 8;
+	if (bpf_probe_read_user(peek, peek_len & 15, buf))
+		return 0;
+
+	__u8 *tracked = bpf_map_lookup_elem(&sysql_conns, &key);
+	__u8 proto = tracked ? *tracked : 0;
+	bool start = false;
+	__u16 sk_type = BPF_CORE_READ(sk, sk_type);
+	if (proto == 0 || proto == SYSQL_PROTO_HTTP) {
+		if (http_start(peek, peek_len)) {
+			proto = SYSQL_PROTO_HTTP;
+			start = true;
+		}
+	}
+	if (proto == 0) {
+		if (pgsql_start(peek, peek_len))
+			proto = SYSQL_PROTO_PGSQL;
+		else if (mysql_start(peek, peek_len))
+			proto = SYSQL_PROTO_MYSQL;
+	}
+
+	__u32 zero = 0;
+	struct payload_scratch *ps = bpf_map_lookup_elem(&sysql_payload_scratch, &zero);
+	if (!ps)
+		return 0;
+	struct sysql_payload_event *e = (struct sysql_payload_event *)ps->bytes;
+	__u8 *data = ps->bytes + sizeof(*e);
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__builtin_memset(e->laddr, 0, sizeof(e->laddr));
+	__builtin_memset(e->raddr, 0, sizeof(e->raddr));
+	e->lport = 0;
+	e->rport = 0;
+	if (family == AF_INET) {
+		bpf_core_read(e->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(e->raddr, 4, &sk->__sk_common.skc_daddr);
+	} else if (family == AF_INET6) {
+		bpf_core_read(e->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(e->raddr, 16, &sk->__sk_common.skc_v6_daddr);
+	}
+	if (family != AF_UNIX) {
+		e->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		e->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		if (e->rport == 0 && uaddr) /* unconnected datagram socket */
+			e->rport = user_sockaddr(uaddr, e->raddr);
+	}
+	if (proto == 0 && sk_type == SOCK_DGRAM && (e->lport == 53 || e->rport == 53))
+		proto = SYSQL_PROTO_DNS;
+	if (proto == 0)
+		return 0;
+	if (!tracked && proto != SYSQL_PROTO_DNS)
+		bpf_map_update_elem(&sysql_conns, &key, &proto, BPF_ANY);
+
+	/* HTTP bodies are counted, not copied: only message heads are parsed. */
+	__u32 n = avail < sysql_snap_len ? (__u32)avail : sysql_snap_len;
+	if (proto == SYSQL_PROTO_HTTP && !start)
+		n = 0;
+	if (n > SYSQL_SNAP_MAX)
+		n = SYSQL_SNAP_MAX;
+
+	fill_header(&e->h, SYSQL_KIND_PAYLOAD, syscall, ts, ret);
+	if (n < ret && !(proto == SYSQL_PROTO_HTTP && !start))
+		e->h.flags |= SYSQL_F_DATA_TRUNCATED;
+	e->sock_id = key;
+	e->fd = fd;
+	e->sk_family = family;
+	e->sk_type = sk_type;
+	e->protocol = proto;
+	e->_pad0 = 0;
+	e->_pad1 = 0;
+	e->_pad2 = 0;
+	e->data_len = 0;
+	if (n > 0 && bpf_probe_read_user(data, n & (SYSQL_SNAP_MAX * 2 - 1), buf) == 0)
+		e->data_len = n;
+	else if (n > 0)
+		e->h.flags |= SYSQL_F_USER_FAULT;
+
+	__u32 table = proto == SYSQL_PROTO_HTTP ? SYSQL_TABLE_HTTP
+		      : proto == SYSQL_PROTO_DNS ? SYSQL_TABLE_DNS
+						 : SYSQL_TABLE_DB;
+	__u64 size = sizeof(*e) + (e->data_len & (SYSQL_SNAP_MAX * 2 - 1));
+	if (bpf_ringbuf_output(&sysql_events, ps, size, wake_flags()))
+		count_lost(table);
 	return 0;
 }

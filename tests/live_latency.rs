@@ -84,7 +84,7 @@ fn measure(rt: &tokio::runtime::Runtime, running: &app::Running, rate: u64, n: u
 #[test]
 fn live_filter_latency_at_1k_and_100k_events_per_second() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let running = app::start(&rt, Duration::from_secs(3600), 1 << 30, 64 << 20)
+    let running = app::start(&rt, &<sysql::cli::Args as clap::Parser>::parse_from(["sysql", "--ring-size", "64MiB"]))
         .unwrap_or_else(|e| panic!("needs root and a BTF kernel: {e}"));
     measure(&rt, &running, 1_000, 2_000);
     measure(&rt, &running, 100_000, 200_000);

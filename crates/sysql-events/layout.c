@@ -48,6 +48,19 @@ int main(void)
 	OFF(sysql_exec_event, filename, "EXEC_FILENAME");
 	OFF(sysql_exec_event, argv, "EXEC_ARGV");
 
+	SIZE(sysql_payload_event, "PAYLOAD_SIZE");
+	OFF(sysql_payload_event, sock_id, "PAYLOAD_SOCK_ID");
+	OFF(sysql_payload_event, fd, "PAYLOAD_FD");
+	OFF(sysql_payload_event, sk_family, "PAYLOAD_SK_FAMILY");
+	OFF(sysql_payload_event, sk_type, "PAYLOAD_SK_TYPE");
+	OFF(sysql_payload_event, protocol, "PAYLOAD_PROTOCOL");
+	OFF(sysql_payload_event, lport, "PAYLOAD_LPORT");
+	OFF(sysql_payload_event, rport, "PAYLOAD_RPORT");
+	OFF(sysql_payload_event, data_len, "PAYLOAD_DATA_LEN");
+	OFF(sysql_payload_event, laddr, "PAYLOAD_LADDR");
+	OFF(sysql_payload_event, raddr, "PAYLOAD_RADDR");
+	OFF(sysql_payload_event, data, "PAYLOAD_DATA");
+
 	DEF(SYSQL_COMM_LEN);
 	DEF(SYSQL_PATH_LEN);
 	DEF(SYSQL_FILENAME_LEN);
@@ -72,5 +85,23 @@ int main(void)
 	DEF(SYSQL_F_ARGV_TRUNCATED);
 	DEF(SYSQL_F_USER_FAULT);
 	DEF(SYSQL_F_ADDR_TRUNCATED);
+	DEF(SYSQL_F_DATA_TRUNCATED);
+	DEF(SYSQL_SNAP_MAX);
+	DEF(SYSQL_KIND_PAYLOAD);
+	DEF(SYSQL_TABLE_HTTP);
+	DEF(SYSQL_TABLE_DB);
+	DEF(SYSQL_TABLE_DNS);
+	DEF(SYSQL_SYS_READ);
+	DEF(SYSQL_SYS_WRITE);
+	DEF(SYSQL_SYS_RECVFROM);
+	DEF(SYSQL_SYS_SENDTO);
+	DEF(SYSQL_SYS_RECVMSG);
+	DEF(SYSQL_SYS_SENDMSG);
+	DEF(SYSQL_SYS_READV);
+	DEF(SYSQL_SYS_WRITEV);
+	DEF(SYSQL_PROTO_HTTP);
+	DEF(SYSQL_PROTO_PGSQL);
+	DEF(SYSQL_PROTO_MYSQL);
+	DEF(SYSQL_PROTO_DNS);
 	return 0;
 }

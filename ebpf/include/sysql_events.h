@@ -22,17 +22,22 @@
 #define SYSQL_ARGV_LEN 2048 /* all arguments, NUL-separated */
 #define SYSQL_MAX_ARGS 32
 #define SYSQL_SOCKADDR_LEN 112 /* >= sizeof(struct sockaddr_un) == 110 */
+#define SYSQL_SNAP_MAX 4096    /* most payload bytes one record carries */
 
 /* sysql_header.kind */
 #define SYSQL_KIND_OPEN 1
 #define SYSQL_KIND_CONNECT 2
 #define SYSQL_KIND_EXEC 3
+#define SYSQL_KIND_PAYLOAD 4
 
 /* Index of a table in the per-CPU loss counters (sysql_lost). */
 #define SYSQL_TABLE_OPENS 0
 #define SYSQL_TABLE_CONNECTS 1
 #define SYSQL_TABLE_EXECS 2
-#define SYSQL_TABLE_COUNT 3
+#define SYSQL_TABLE_HTTP 3 /* http_requests */
+#define SYSQL_TABLE_DB 4   /* db_queries */
+#define SYSQL_TABLE_DNS 5  /* dns_queries */
+#define SYSQL_TABLE_COUNT 6
 
 /* sysql_header.syscall, per kind */
 #define SYSQL_SYS_OPEN 0
@@ -42,12 +47,28 @@
 #define SYSQL_SYS_CONNECT 0
 #define SYSQL_SYS_EXECVE 0
 #define SYSQL_SYS_EXECVEAT 1
+/* payload syscalls: odd numbers send (egress), even ones receive (ingress) */
+#define SYSQL_SYS_READ 0
+#define SYSQL_SYS_WRITE 1
+#define SYSQL_SYS_RECVFROM 2
+#define SYSQL_SYS_SENDTO 3
+#define SYSQL_SYS_RECVMSG 4
+#define SYSQL_SYS_SENDMSG 5
+#define SYSQL_SYS_READV 6
+#define SYSQL_SYS_WRITEV 7
+
+/* sysql_payload_event.protocol: what the first bytes (or the connection) look like */
+#define SYSQL_PROTO_HTTP 1
+#define SYSQL_PROTO_PGSQL 2
+#define SYSQL_PROTO_MYSQL 3
+#define SYSQL_PROTO_DNS 4
 
 /* sysql_header.flags */
 #define SYSQL_F_PATH_TRUNCATED (1u << 0)     /* path / filename longer than its buffer */
 #define SYSQL_F_ARGV_TRUNCATED (1u << 1)     /* more arguments or bytes than captured */
 #define SYSQL_F_USER_FAULT (1u << 2)         /* a user pointer could not be read */
 #define SYSQL_F_ADDR_TRUNCATED (1u << 3)     /* addrlen larger than the captured address */
+#define SYSQL_F_DATA_TRUNCATED (1u << 4)     /* more payload bytes moved than captured */
 
 /* Common to every record. 80 bytes. */
 struct sysql_header {
@@ -98,6 +119,27 @@ struct sysql_exec_event {
 	__s32 dfd;             /* execveat's dirfd, -100 for execve */
 	char filename[SYSQL_FILENAME_LEN];
 	char argv[SYSQL_ARGV_LEN];
+};
+
+/* Bytes sent or received on a socket whose first bytes (or whose connection)
+ * look like a protocol sysql parses. 144 bytes, followed by data_len payload
+ * bytes: the record is exactly 144 + data_len bytes long. */
+struct sysql_payload_event {
+	struct sysql_header h; /* ret: bytes moved by the syscall */
+	__u64 sock_id;         /* the socket's inode number (pairs requests with responses) */
+	__s32 fd;
+	__u16 sk_family;       /* AF_INET, AF_INET6, AF_UNIX */
+	__u16 sk_type;         /* SOCK_STREAM, SOCK_DGRAM */
+	__u8 protocol;         /* SYSQL_PROTO_* */
+	__u8 _pad0;
+	__u16 lport;           /* local port, host byte order (0 if none) */
+	__u16 rport;           /* remote port, host byte order (0 if none) */
+	__u16 _pad1;
+	__u32 data_len;        /* payload bytes that follow */
+	__u32 _pad2;
+	__u8 laddr[16];        /* local address: IPv4 in the first 4 bytes, or IPv6 */
+	__u8 raddr[16];        /* remote address, the same way */
+	__u8 data[];           /* the first data_len bytes moved (one buffer or iovec) */
 };
 
 #endif /* SYSQL_EVENTS_H */

@@ -39,6 +39,32 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("sys_enter_execveat", &["syscalls/sys_enter_execveat"]),
 ];
 
+/// Payload capture (the http_requests, db_queries and dns_queries tables):
+/// attached only when payloads are captured.
+const PAYLOAD_PROGRAMS: &[(&str, &[&str])] = &[
+    (
+        "sys_exit_sock_io",
+        &[
+            "syscalls/sys_exit_read",
+            "syscalls/sys_exit_write",
+            "syscalls/sys_exit_recvfrom",
+            "syscalls/sys_exit_sendto",
+            "syscalls/sys_exit_recvmsg",
+            "syscalls/sys_exit_sendmsg",
+            "syscalls/sys_exit_readv",
+            "syscalls/sys_exit_writev",
+        ],
+    ),
+    ("sys_enter_read", &["syscalls/sys_enter_read"]),
+    ("sys_enter_write", &["syscalls/sys_enter_write"]),
+    ("sys_enter_recvfrom", &["syscalls/sys_enter_recvfrom"]),
+    ("sys_enter_sendto", &["syscalls/sys_enter_sendto"]),
+    ("sys_enter_recvmsg", &["syscalls/sys_enter_recvmsg"]),
+    ("sys_enter_sendmsg", &["syscalls/sys_enter_sendmsg"]),
+    ("sys_enter_readv", &["syscalls/sys_enter_readv"]),
+    ("sys_enter_writev", &["syscalls/sys_enter_writev"]),
+];
+
 /// How to load the programs.
 #[derive(Debug, Clone)]
 pub struct CaptureConfig {
@@ -49,11 +75,25 @@ pub struct CaptureConfig {
     pub wakeup_bytes: u64,
     /// A process whose syscalls are never traced: sysql itself.
     pub ignore_tgid: u32,
+    /// Capture socket payloads (HTTP, PostgreSQL, MySQL, DNS). When off, the
+    /// socket I/O tracepoints are not attached at all.
+    pub payloads: bool,
+    /// Payload bytes copied per syscall, at most [`SNAP_MAX`].
+    pub snap_len: u32,
 }
+
+/// The most payload bytes one record carries.
+pub const SNAP_MAX: u32 = sysql_events::SNAP_MAX as u32;
 
 impl Default for CaptureConfig {
     fn default() -> Self {
-        CaptureConfig { ring_bytes: 32 << 20, wakeup_bytes: 256 << 10, ignore_tgid: std::process::id() }
+        CaptureConfig {
+            ring_bytes: 32 << 20,
+            wakeup_bytes: 256 << 10,
+            ignore_tgid: std::process::id(),
+            payloads: true,
+            snap_len: SNAP_MAX,
+        }
     }
 }
 
@@ -75,16 +115,24 @@ impl Capture {
                 "ring buffer size {size} is not a power of two of at least 4096 bytes"
             )));
         }
+        if config.snap_len == 0 || config.snap_len > SNAP_MAX {
+            return Err(SetupError::Config(format!(
+                "snap length {} is not between 1 and {SNAP_MAX} bytes",
+                config.snap_len
+            )));
+        }
         preflight()?;
         let mut ebpf = EbpfLoader::new()
             .override_global("sysql_self_tgid", &config.ignore_tgid, true)
             .override_global("sysql_wakeup_bytes", &config.wakeup_bytes, true)
+            .override_global("sysql_snap_len", &config.snap_len, true)
             .map_max_entries("sysql_events", size)
             .load(OBJECT)
             .map_err(setup::load_error)?;
 
         let mut tracepoints = Vec::new();
-        for (name, points) in PROGRAMS {
+        let payloads = if config.payloads { PAYLOAD_PROGRAMS } else { &[] };
+        for (name, points) in PROGRAMS.iter().chain(payloads) {
             let program: &mut TracePoint = ebpf
                 .program_mut(name)
                 .ok_or_else(|| SetupError::Load(format!("program {name} missing from the object")))?

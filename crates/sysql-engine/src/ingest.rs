@@ -5,21 +5,30 @@
 //! `flush_rows` rows or `flush_interval` has passed.
 
 use crate::event::connects::ConnectsBuilder;
+use crate::event::db_queries::DbQueriesBuilder;
+use crate::event::dns_queries::DnsQueriesBuilder;
 use crate::event::execs::ExecsBuilder;
+use crate::event::http_requests::HttpRequestsBuilder;
 use crate::event::opens::OpensBuilder;
 use crate::event::Batch;
 use crate::history::History;
 use crate::live::LiveHub;
+use crate::payload::Payloads;
 use crate::stats::Stats;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use sysql_events::{decode, DecodeError, Record, Table, KIND_CONNECT, KIND_EXEC, KIND_OPEN, TABLE_COUNT};
+use sysql_events::{decode, DecodeError, Record, Table, KIND_CONNECT, KIND_EXEC, KIND_OPEN, KIND_PAYLOAD, TABLE_COUNT};
 
 pub struct Ingest {
     opens: OpensBuilder,
     connects: ConnectsBuilder,
     execs: ExecsBuilder,
+    http: HttpRequestsBuilder,
+    db: DbQueriesBuilder,
+    dns: DnsQueriesBuilder,
+    /// Connection tracking that turns payloads into the three tables above.
+    payloads: Payloads,
     /// Rows appended since the last publish of the counters.
     pending: [u64; TABLE_COUNT],
     truncated: [u64; TABLE_COUNT],
@@ -47,6 +56,10 @@ impl Ingest {
             opens: OpensBuilder::with_capacity(start),
             connects: ConnectsBuilder::with_capacity(start),
             execs: ExecsBuilder::with_capacity(start).redacting(config.redact_argv.clone()),
+            http: HttpRequestsBuilder::new(),
+            db: DbQueriesBuilder::new(),
+            dns: DnsQueriesBuilder::new(),
+            payloads: Payloads::new(config.payload),
             pending: [0; TABLE_COUNT],
             truncated: [0; TABLE_COUNT],
             history,
@@ -71,6 +84,15 @@ impl Ingest {
                 (Table::Connects, self.connects.append(e, off), self.connects.len() >= self.flush_rows)
             }
             Ok(Record::Exec(e)) => (Table::Execs, self.execs.append(e, off), self.execs.len() >= self.flush_rows),
+            Ok(Record::Payload(e, data)) => {
+                self.payloads.push(e, data);
+                let malformed = std::mem::take(&mut self.payloads.malformed);
+                if malformed > 0 {
+                    self.stats.table(Table::DbQueries).decode_errors.fetch_add(malformed, Relaxed);
+                }
+                self.take_payload_rows();
+                return;
+            }
             Err(err) => {
                 self.decode_error(&err);
                 return;
@@ -83,11 +105,48 @@ impl Ingest {
         }
     }
 
+    /// Moves the rows the payload parsers finished into their tables.
+    fn take_payload_rows(&mut self) {
+        let off = self.clock_offset_ns;
+        let rows = &mut self.payloads.rows;
+        for row in rows.http.drain(..) {
+            self.pending[Table::HttpRequests as usize] += 1;
+            self.truncated[Table::HttpRequests as usize] += self.http.append(row, off) as u64;
+        }
+        for row in rows.db.drain(..) {
+            self.pending[Table::DbQueries as usize] += 1;
+            self.truncated[Table::DbQueries as usize] += self.db.append(row, off) as u64;
+        }
+        for row in rows.dns.drain(..) {
+            self.pending[Table::DnsQueries as usize] += 1;
+            self.truncated[Table::DnsQueries as usize] += self.dns.append(row, off) as u64;
+        }
+        for (table, full) in [
+            (Table::HttpRequests, self.http.len() >= self.flush_rows),
+            (Table::DbQueries, self.db.len() >= self.flush_rows),
+            (Table::DnsQueries, self.dns.len() >= self.flush_rows),
+        ] {
+            if full {
+                self.flush_table(table);
+            }
+        }
+    }
+
+    /// Ends every exchange still open (their rows get what was seen) and
+    /// flushes: for shutdown, and for tests over recorded events.
+    pub fn finish_payloads(&mut self) {
+        self.payloads.finish();
+        self.take_payload_rows();
+        self.flush();
+    }
+
     fn decode_error(&self, err: &DecodeError) {
         let table = match err {
             DecodeError::NotEnoughBytes { kind: KIND_OPEN, .. } => Some(Table::Opens),
             DecodeError::NotEnoughBytes { kind: KIND_CONNECT, .. } => Some(Table::Connects),
             DecodeError::NotEnoughBytes { kind: KIND_EXEC, .. } => Some(Table::Execs),
+            // A payload's table is known only once parsed: its errors count under http_requests.
+            DecodeError::NotEnoughBytes { kind: KIND_PAYLOAD, .. } => Some(Table::HttpRequests),
             _ => None,
         };
         match table {
@@ -101,6 +160,9 @@ impl Ingest {
             Table::Opens if !self.opens.is_empty() => self.opens.finish(),
             Table::Connects if !self.connects.is_empty() => self.connects.finish(),
             Table::Execs if !self.execs.is_empty() => self.execs.finish(),
+            Table::HttpRequests if !self.http.is_empty() => self.http.finish(),
+            Table::DbQueries if !self.db.is_empty() => self.db.finish(),
+            Table::DnsQueries if !self.dns.is_empty() => self.dns.finish(),
             _ => return None,
         };
         Some(batch)
@@ -144,13 +206,24 @@ impl Ingest {
         let interval = if live { self.live_flush_interval } else { self.flush_interval };
         let flushed = self.last_flush.elapsed() >= interval;
         if flushed {
+            self.payloads.expire(now_wall_ns.saturating_sub(self.clock_offset_ns));
+            self.take_payload_rows();
             self.flush();
             self.history.expire(now_wall_ns);
         }
         // The watermark moves only right after a flush, so no row still in
         // the builders can fall behind it.
         if live && flushed {
-            self.live.advance(now_wall_ns.min(self.drained_at));
+            // A payload row carries its request's time and is made when the
+            // response comes: those tables' watermarks wait for the oldest
+            // request still open.
+            let holds = self.payloads.oldest_pending().map(|t| t.map(|t| t.saturating_add(self.clock_offset_ns)));
+            self.live.advance_held(now_wall_ns.min(self.drained_at), |table| match table {
+                Table::HttpRequests => holds[0],
+                Table::DbQueries => holds[1],
+                Table::DnsQueries => holds[2],
+                _ => None,
+            });
         }
         flushed
     }

@@ -13,6 +13,7 @@ pub mod join;
 pub mod live;
 pub mod live_table;
 pub mod names;
+pub mod payload;
 pub mod provider;
 pub mod redact;
 pub mod stats;
@@ -59,6 +60,8 @@ pub struct EngineConfig {
     pub query_memory_bytes: usize,
     /// Patterns whose matches in `execs.argv` are stored as `***`.
     pub redact_argv: Arc<redact::ArgvRedaction>,
+    /// What is kept of socket payloads (redaction).
+    pub payload: payload::PayloadConfig,
 }
 
 impl Default for EngineConfig {
@@ -73,16 +76,20 @@ impl Default for EngineConfig {
             lateness: Duration::from_millis(200),
             query_memory_bytes: 2 << 30,
             redact_argv: Arc::new(redact::ArgvRedaction::defaults()),
+            payload: payload::PayloadConfig::default(),
         }
     }
 }
 
 /// The event tables and their schemas.
-pub fn event_tables() -> [(Table, SchemaRef); 3] {
+pub fn event_tables() -> [(Table, SchemaRef); sysql_events::TABLE_COUNT] {
     [
         (Table::Opens, event::opens::schema()),
         (Table::Connects, event::connects::schema()),
         (Table::Execs, event::execs::schema()),
+        (Table::HttpRequests, event::http_requests::schema()),
+        (Table::DbQueries, event::db_queries::schema()),
+        (Table::DnsQueries, event::dns_queries::schema()),
     ]
 }
 

@@ -149,12 +149,22 @@ impl LiveHub {
     /// every pending row at or below it. Call it often (the writer does, on
     /// every poll), even when nothing arrives: that is the heartbeat.
     pub fn advance(&self, now_ns: i64) {
+        self.advance_held(now_ns, |_| None)
+    }
+
+    /// As [`LiveHub::advance`], but a table's watermark stays below the time
+    /// `hold(table)` gives: rows that old may still come (payload tables make
+    /// a request's row when its response arrives).
+    pub fn advance_held(&self, now_ns: i64, hold: impl Fn(Table) -> Option<i64>) {
         for table in Table::ALL {
             let mut hub = self.lock(table);
             if hub.ordered.is_empty() {
                 continue;
             }
-            let wm = now_ns - self.lateness_ns;
+            let mut wm = now_ns - self.lateness_ns;
+            if let Some(held) = hold(table) {
+                wm = wm.min(held - 1);
+            }
             if wm <= hub.watermark {
                 continue;
             }

@@ -51,6 +51,43 @@ fn synthetic_engine() -> Engine {
         e.argc = 2;
         ingest.push(as_bytes(&e));
     }
+    // Payload tables: an HTTP exchange and an injected SQL statement as the
+    // servers received them, and a DNS question with its answer.
+    let mut payload = |i: u64, comm: &str, proto: u8, syscall: u32, data: &[u8]| {
+        let mut e: PayloadEvent = zeroed();
+        e.h = header(KIND_PAYLOAD, 30 + i, comm, data.len() as i64);
+        e.h.syscall = syscall;
+        e.h.pid = 300 + proto as u32;
+        e.sock_id = proto as u64;
+        e.sk_family = 2;
+        e.protocol = proto;
+        e.data_len = data.len() as u32;
+        let mut rec = as_bytes(&e).to_vec();
+        rec.extend_from_slice(data);
+        let mut buf = vec![0u8; rec.len() + 8];
+        let off = buf.as_ptr().align_offset(8);
+        buf[off..off + rec.len()].copy_from_slice(&rec);
+        ingest.push(&buf[off..off + rec.len()]);
+    };
+    payload(0, "nginx", PROTO_HTTP, SYS_READ, b"GET /login HTTP/1.1\r\nHost: shop\r\n\r\n");
+    payload(1, "nginx", PROTO_HTTP, SYS_WRITE, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    let query = b"SELECT * FROM users WHERE name = '' or 1=1 --'\0";
+    let mut q = vec![b'Q'];
+    q.extend_from_slice(&(4 + query.len() as u32).to_be_bytes());
+    q.extend_from_slice(query);
+    payload(2, "postgres", PROTO_PGSQL, SYS_RECVFROM, &q);
+    payload(3, "postgres", PROTO_PGSQL, SYS_SENDTO, b"C\0\0\0\x0dSELECT 1\0Z\0\0\0\x05I");
+    let dns = |flags: u16, answers: u16| {
+        let mut m = vec![0x12, 0x34];
+        m.extend_from_slice(&flags.to_be_bytes());
+        m.extend_from_slice(&[0, 1, 0, answers as u8, 0, 0, 0, 0, 4, b'h', b'o', b's', b't', 0, 0, 1, 0, 1]);
+        if answers > 0 {
+            m.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 0, 0, 9]);
+        }
+        m
+    };
+    payload(4, "curl", PROTO_DNS, SYS_SENDTO, &dns(0x0100, 0));
+    payload(5, "curl", PROTO_DNS, SYS_RECVFROM, &dns(0x8180, 1));
     ingest.flush();
     engine
 }

@@ -176,7 +176,10 @@ fn garbled_records_are_counted_not_fatal() {
         vec![
             r(&["(unknown)", "0", "2", "0"]),
             r(&["connects", "0", "0", "0"]),
+            r(&["db_queries", "0", "0", "0"]),
+            r(&["dns_queries", "0", "0", "0"]),
             r(&["execs", "0", "0", "0"]),
+            r(&["http_requests", "0", "0", "0"]),
             r(&["opens", "2", "1", "1"]),
         ]
     );

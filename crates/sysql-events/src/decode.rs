@@ -5,7 +5,10 @@
 //! alignment-checked cast is sound and costs nothing. Short, unknown or
 //! misaligned input is an error value, never a panic.
 
-use crate::{ConnectEvent, ExecEvent, Header, OpenEvent, KIND_CONNECT, KIND_EXEC, KIND_OPEN};
+use crate::{
+    ConnectEvent, ExecEvent, Header, OpenEvent, PayloadEvent, KIND_CONNECT, KIND_EXEC, KIND_OPEN, KIND_PAYLOAD,
+    SNAP_MAX,
+};
 use std::fmt;
 use std::mem::{align_of, size_of};
 
@@ -21,6 +24,7 @@ unsafe impl Pod for Header {}
 unsafe impl Pod for OpenEvent {}
 unsafe impl Pod for ConnectEvent {}
 unsafe impl Pod for ExecEvent {}
+unsafe impl Pod for PayloadEvent {}
 
 /// One decoded record, borrowed from the ring buffer.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +32,8 @@ pub enum Record<'a> {
     Open(&'a OpenEvent),
     Connect(&'a ConnectEvent),
     Exec(&'a ExecEvent),
+    /// The fixed part and the payload bytes that follow it.
+    Payload(&'a PayloadEvent, &'a [u8]),
 }
 
 /// Why a record could not be decoded.
@@ -77,6 +83,16 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
         KIND_OPEN => view(bytes, kind).map(Record::Open),
         KIND_CONNECT => view(bytes, kind).map(Record::Connect),
         KIND_EXEC => view(bytes, kind).map(Record::Exec),
+        KIND_PAYLOAD => {
+            let e: &PayloadEvent = view(bytes, kind)?;
+            let rest = &bytes[size_of::<PayloadEvent>()..];
+            let len = e.data_len as usize;
+            if len > rest.len() || len > SNAP_MAX {
+                let need = size_of::<PayloadEvent>() + len;
+                return Err(DecodeError::NotEnoughBytes { kind, need, got: bytes.len() });
+            }
+            Ok(Record::Payload(e, &rest[..len]))
+        }
         other => Err(DecodeError::UnknownKind(other)),
     }
 }

@@ -24,11 +24,18 @@ pub enum Table {
     Opens = 0,
     Connects = 1,
     Execs = 2,
+    /// HTTP/1.x exchanges, from socket payloads.
+    HttpRequests = 3,
+    /// PostgreSQL and MySQL queries, from socket payloads.
+    DbQueries = 4,
+    /// DNS queries and answers, from socket payloads.
+    DnsQueries = 5,
 }
 
 impl Table {
     /// Every table fed by the kernel, in loss-counter order.
-    pub const ALL: [Table; TABLE_COUNT] = [Table::Opens, Table::Connects, Table::Execs];
+    pub const ALL: [Table; TABLE_COUNT] =
+        [Table::Opens, Table::Connects, Table::Execs, Table::HttpRequests, Table::DbQueries, Table::DnsQueries];
 
     /// The SQL name of the table.
     pub fn name(self) -> &'static str {
@@ -36,6 +43,9 @@ impl Table {
             Table::Opens => "opens",
             Table::Connects => "connects",
             Table::Execs => "execs",
+            Table::HttpRequests => "http_requests",
+            Table::DbQueries => "db_queries",
+            Table::DnsQueries => "dns_queries",
         }
     }
 }
@@ -47,11 +57,14 @@ pub const ARG_LEN: usize = 256;
 pub const ARGV_LEN: usize = 2048;
 pub const MAX_ARGS: usize = 32;
 pub const SOCKADDR_LEN: usize = 112;
-pub const TABLE_COUNT: usize = 3;
+pub const TABLE_COUNT: usize = 6;
+/// The most payload bytes one record carries.
+pub const SNAP_MAX: usize = 4096;
 
 pub const KIND_OPEN: u32 = 1;
 pub const KIND_CONNECT: u32 = 2;
 pub const KIND_EXEC: u32 = 3;
+pub const KIND_PAYLOAD: u32 = 4;
 
 pub const SYS_OPEN: u32 = 0;
 pub const SYS_OPENAT: u32 = 1;
@@ -60,6 +73,20 @@ pub const SYS_CREAT: u32 = 3;
 pub const SYS_CONNECT: u32 = 0;
 pub const SYS_EXECVE: u32 = 0;
 pub const SYS_EXECVEAT: u32 = 1;
+/// Payload syscalls: odd numbers send, even ones receive.
+pub const SYS_READ: u32 = 0;
+pub const SYS_WRITE: u32 = 1;
+pub const SYS_RECVFROM: u32 = 2;
+pub const SYS_SENDTO: u32 = 3;
+pub const SYS_RECVMSG: u32 = 4;
+pub const SYS_SENDMSG: u32 = 5;
+pub const SYS_READV: u32 = 6;
+pub const SYS_WRITEV: u32 = 7;
+
+pub const PROTO_HTTP: u8 = 1;
+pub const PROTO_PGSQL: u8 = 2;
+pub const PROTO_MYSQL: u8 = 3;
+pub const PROTO_DNS: u8 = 4;
 
 /// Header flag: the path or filename was longer than its buffer.
 pub const F_PATH_TRUNCATED: u32 = 1 << 0;
@@ -69,6 +96,8 @@ pub const F_ARGV_TRUNCATED: u32 = 1 << 1;
 pub const F_USER_FAULT: u32 = 1 << 2;
 /// Header flag: the caller's addrlen was larger than the captured address.
 pub const F_ADDR_TRUNCATED: u32 = 1 << 3;
+/// Header flag: the syscall moved more payload bytes than were captured.
+pub const F_DATA_TRUNCATED: u32 = 1 << 4;
 
 /// Common to every record (`struct sysql_header`).
 #[derive(Debug, Clone, Copy)]
@@ -127,6 +156,34 @@ pub struct ExecEvent {
     pub dfd: i32,
     pub filename: [u8; FILENAME_LEN],
     pub argv: [u8; ARGV_LEN],
+}
+
+/// Socket payload (`struct sysql_payload_event`): this fixed part, then
+/// `data_len` bytes, which [`decode`] hands out next to it.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct PayloadEvent {
+    pub h: Header,
+    pub sock_id: u64,
+    pub fd: i32,
+    pub sk_family: u16,
+    pub sk_type: u16,
+    pub protocol: u8,
+    pub _pad0: u8,
+    pub lport: u16,
+    pub rport: u16,
+    pub _pad1: u16,
+    pub data_len: u32,
+    pub _pad2: u32,
+    pub laddr: [u8; 16],
+    pub raddr: [u8; 16],
+}
+
+impl PayloadEvent {
+    /// True if the syscall sent the bytes (write, sendto, sendmsg, writev).
+    pub fn is_send(&self) -> bool {
+        self.h.syscall & 1 == 1
+    }
 }
 
 /// Bytes up to the first NUL, at most `len` of them.
@@ -232,6 +289,19 @@ mod layout_check {
     same!(offset_of!(ExecEvent, filename), EXEC_FILENAME);
     same!(offset_of!(ExecEvent, argv), EXEC_ARGV);
 
+    same!(size_of::<PayloadEvent>(), PAYLOAD_SIZE);
+    same!(offset_of!(PayloadEvent, sock_id), PAYLOAD_SOCK_ID);
+    same!(offset_of!(PayloadEvent, fd), PAYLOAD_FD);
+    same!(offset_of!(PayloadEvent, sk_family), PAYLOAD_SK_FAMILY);
+    same!(offset_of!(PayloadEvent, sk_type), PAYLOAD_SK_TYPE);
+    same!(offset_of!(PayloadEvent, protocol), PAYLOAD_PROTOCOL);
+    same!(offset_of!(PayloadEvent, lport), PAYLOAD_LPORT);
+    same!(offset_of!(PayloadEvent, rport), PAYLOAD_RPORT);
+    same!(offset_of!(PayloadEvent, data_len), PAYLOAD_DATA_LEN);
+    same!(offset_of!(PayloadEvent, laddr), PAYLOAD_LADDR);
+    same!(offset_of!(PayloadEvent, raddr), PAYLOAD_RADDR);
+    same!(size_of::<PayloadEvent>(), PAYLOAD_DATA);
+
     same!(COMM_LEN as u64, C_SYSQL_COMM_LEN);
     same!(PATH_LEN as u64, C_SYSQL_PATH_LEN);
     same!(FILENAME_LEN as u64, C_SYSQL_FILENAME_LEN);
@@ -256,4 +326,22 @@ mod layout_check {
     same!(F_ARGV_TRUNCATED as u64, C_SYSQL_F_ARGV_TRUNCATED);
     same!(F_USER_FAULT as u64, C_SYSQL_F_USER_FAULT);
     same!(F_ADDR_TRUNCATED as u64, C_SYSQL_F_ADDR_TRUNCATED);
+    same!(F_DATA_TRUNCATED as u64, C_SYSQL_F_DATA_TRUNCATED);
+    same!(SNAP_MAX as u64, C_SYSQL_SNAP_MAX);
+    same!(KIND_PAYLOAD as u64, C_SYSQL_KIND_PAYLOAD);
+    same!(Table::HttpRequests as u64, C_SYSQL_TABLE_HTTP);
+    same!(Table::DbQueries as u64, C_SYSQL_TABLE_DB);
+    same!(Table::DnsQueries as u64, C_SYSQL_TABLE_DNS);
+    same!(SYS_READ as u64, C_SYSQL_SYS_READ);
+    same!(SYS_WRITE as u64, C_SYSQL_SYS_WRITE);
+    same!(SYS_RECVFROM as u64, C_SYSQL_SYS_RECVFROM);
+    same!(SYS_SENDTO as u64, C_SYSQL_SYS_SENDTO);
+    same!(SYS_RECVMSG as u64, C_SYSQL_SYS_RECVMSG);
+    same!(SYS_SENDMSG as u64, C_SYSQL_SYS_SENDMSG);
+    same!(SYS_READV as u64, C_SYSQL_SYS_READV);
+    same!(SYS_WRITEV as u64, C_SYSQL_SYS_WRITEV);
+    same!(PROTO_HTTP as u64, C_SYSQL_PROTO_HTTP);
+    same!(PROTO_PGSQL as u64, C_SYSQL_PROTO_PGSQL);
+    same!(PROTO_MYSQL as u64, C_SYSQL_PROTO_MYSQL);
+    same!(PROTO_DNS as u64, C_SYSQL_PROTO_DNS);
 }

@@ -60,31 +60,19 @@ pub fn now_ns() -> i64 {
 }
 
 /// Loads the kernel programs and starts the reader task on the runtime.
-pub fn start(
-    rt: &tokio::runtime::Runtime,
-    history: Duration,
-    history_memory: u64,
-    ring_size: u64,
-) -> Result<Running, SetupError> {
-    start_with(rt, history, history_memory, ring_size, ArgvRedaction::defaults())
-}
-
-/// [`start`], masking what `redact_argv` matches in `execs.argv`.
-pub fn start_with(
-    rt: &tokio::runtime::Runtime,
-    history: Duration,
-    history_memory: u64,
-    ring_size: u64,
-    redact_argv: ArgvRedaction,
-) -> Result<Running, SetupError> {
+pub fn start(rt: &tokio::runtime::Runtime, args: &crate::cli::Args) -> Result<Running, SetupError> {
+    let ring_size = args.ring_size;
+    let redact_argv = ArgvRedaction::new(&args.redact_argv, !args.no_redact_argv).map_err(SetupError::Config)?;
     let ring_bytes = u32::try_from(ring_size)
         .map_err(|_| SetupError::Config(format!("ring buffer size {ring_size} is larger than 2 GiB")))?;
-    let config = CaptureConfig { ring_bytes, ..CaptureConfig::default() };
+    let snap_len = u32::try_from(args.snap_len).unwrap_or(u32::MAX);
+    let config = CaptureConfig { ring_bytes, payloads: !args.no_payload, snap_len, ..CaptureConfig::default() };
     // AsyncFd registration needs the runtime's reactor.
     let capture = rt.block_on(async { Capture::start(&config) })?;
     let engine = Engine::new(EngineConfig {
-        retention: history,
-        memory_cap_bytes: usize::try_from(history_memory).unwrap_or(usize::MAX),
+        retention: args.history,
+        memory_cap_bytes: usize::try_from(args.history_memory).unwrap_or(usize::MAX),
+        payload: sysql_engine::payload::PayloadConfig { redact: args.redact_payload },
         clock_offset_ns: sysql_capture::clock_offset_ns(),
         redact_argv: std::sync::Arc::new(redact_argv),
         ..EngineConfig::default()

@@ -49,6 +49,21 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value = "32MiB", value_parser = parse_size)]
     pub ring_size: u64,
 
+    /// Capture no socket payloads at all: the http_requests, db_queries and
+    /// dns_queries tables stay empty and socket reads and writes are not traced.
+    #[arg(long)]
+    pub no_payload: bool,
+
+    /// Payload bytes copied from each socket send or receive (at most 4KiB);
+    /// longer messages are cut and flagged `truncated`.
+    #[arg(long, value_name = "BYTES", default_value = "4KiB", value_parser = parse_size)]
+    pub snap_len: u64,
+
+    /// Store SQL literals as `?`, and HTTP header values and query-string
+    /// values as `***`, in the payload tables.
+    #[arg(long)]
+    pub redact_payload: bool,
+
     /// Shell history file (default ~/.sysql_history; created mode 0600).
     #[arg(long, value_name = "FILE")]
     pub history_file: Option<PathBuf>,
@@ -80,6 +95,10 @@ pub enum Subcommand {
     /// 1m` or `live`, and optionally `-- sink:` and `-- results:`) says how it
     /// runs; see docs/saved-queries.md. SIGHUP reloads the files; Ctrl-C stops.
     Schedule(ScheduleArgs),
+
+    /// The user-space pipeline alone on synthetic records (docs/benchmarks.md).
+    #[command(name = "bench-pipeline", hide = true)]
+    BenchPipeline(crate::bench_pipeline::BenchArgs),
 }
 
 /// Arguments of `sysql schedule`.

@@ -2,9 +2,10 @@
 //! drive exactly what users run: `app` wires capture to engine, `exec` runs
 //! statements, `print` formats results, `repl` is the shell, `oneshot` the
 //! `-c`/`-f` mode, `schedule` runs saved queries on their schedules, `cli`
-//! the arguments.
+//! the arguments, `bench_pipeline` the hidden pipeline micro-benchmark.
 
 pub mod app;
+pub mod bench_pipeline;
 pub mod cli;
 pub mod exec;
 pub mod oneshot;

@@ -5,7 +5,6 @@
 use clap::Parser;
 use std::process::ExitCode;
 use sysql::{app, cli, exec, oneshot, print, privilege, repl, schedule};
-use sysql_engine::redact::ArgvRedaction;
 
 /// Exit status for a set-up error (privileges, kernel features, bad options).
 const SETUP_ERROR: u8 = 2;
@@ -17,6 +16,7 @@ fn main() -> ExitCode {
             Ok(library) => (Some(library), opts.prometheus.map(|a| a.port())),
             Err(code) => return code,
         },
+        Some(cli::Subcommand::BenchPipeline(opts)) => return sysql::bench_pipeline::run(opts),
         None => (None, None),
     };
     // The programs are loaded and attached on this thread before any other
@@ -30,14 +30,7 @@ fn main() -> ExitCode {
             return ExitCode::from(SETUP_ERROR);
         }
     };
-    let redact_argv = match ArgvRedaction::new(&args.redact_argv, !args.no_redact_argv) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("sysql: {e}");
-            return ExitCode::from(SETUP_ERROR);
-        }
-    };
-    let running = match app::start_with(&reader, args.history, args.history_memory, args.ring_size, redact_argv) {
+    let running = match app::start(&reader, &args) {
         Ok(running) => running,
         Err(e) => {
             eprintln!("sysql: {e}");

@@ -1,7 +1,7 @@
 //! The `connects` table: connect(2), with the address decoded from the
 //! sockaddr the caller passed and the protocol read from the socket itself.
 
-use super::{common_fields, text, Batch, Common};
+use super::{common_fields, finish_prim, finish_str, text, Batch, Common};
 use crate::names::{family_name, ip_protocol_name, sock_type_name, write_errno};
 use datafusion::arrow::array::{ArrayRef, Int32Builder, Int64Builder, StringBuilder, UInt16Builder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -183,19 +183,20 @@ impl ConnectsBuilder {
     }
 
     pub fn finish(&mut self) -> Batch {
+        let rows = self.len();
         let (mut arrays, min_ts, max_ts) = self.common.finish();
         arrays.extend::<[ArrayRef; 11]>([
-            Arc::new(self.syscall.finish()),
-            Arc::new(self.fd.finish()),
-            Arc::new(self.family.finish()),
-            Arc::new(self.sock_type.finish()),
-            Arc::new(self.protocol.finish()),
-            Arc::new(self.daddr.finish()),
-            Arc::new(self.dport.finish()),
-            Arc::new(self.unix_path.finish()),
-            Arc::new(self.ret.finish()),
-            Arc::new(self.errno.finish()),
-            Arc::new(self.latency_ns.finish()),
+            finish_str(&mut self.syscall, rows),
+            finish_prim(&mut self.fd, rows),
+            finish_str(&mut self.family, rows),
+            finish_str(&mut self.sock_type, rows),
+            finish_str(&mut self.protocol, rows),
+            finish_str(&mut self.daddr, rows),
+            finish_prim(&mut self.dport, rows),
+            finish_str(&mut self.unix_path, rows),
+            finish_prim(&mut self.ret, rows),
+            finish_str(&mut self.errno, rows),
+            finish_prim(&mut self.latency_ns, rows),
         ]);
         let batch = RecordBatch::try_new(self.schema.clone(), arrays).expect("connects schema matches its builder");
         Batch { batch, min_ts, max_ts }

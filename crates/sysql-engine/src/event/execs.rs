@@ -1,7 +1,7 @@
 //! The `execs` table: execve and execveat, failed ones included. A successful
 //! exec is reported from `sched_process_exec`, so `comm` is the new program's.
 
-use super::{common_fields, text, Batch, Common};
+use super::{common_fields, finish_bool, finish_prim, finish_str, text, Batch, Common};
 use crate::names::write_errno;
 use crate::redact::ArgvRedaction;
 use datafusion::arrow::array::{ArrayRef, BooleanBuilder, Int64Builder, StringBuilder, UInt32Builder};
@@ -124,16 +124,17 @@ impl ExecsBuilder {
     }
 
     pub fn finish(&mut self) -> Batch {
+        let rows = self.len();
         let (mut arrays, min_ts, max_ts) = self.common.finish();
         arrays.extend::<[ArrayRef; 8]>([
-            Arc::new(self.syscall.finish()),
-            Arc::new(self.filename.finish()),
-            Arc::new(self.argv.finish()),
-            Arc::new(self.argc.finish()),
-            Arc::new(self.argv_truncated.finish()),
-            Arc::new(self.ret.finish()),
-            Arc::new(self.errno.finish()),
-            Arc::new(self.latency_ns.finish()),
+            finish_str(&mut self.syscall, rows),
+            finish_str(&mut self.filename, rows),
+            finish_str(&mut self.argv, rows),
+            finish_prim(&mut self.argc, rows),
+            finish_bool(&mut self.argv_truncated, rows),
+            finish_prim(&mut self.ret, rows),
+            finish_str(&mut self.errno, rows),
+            finish_prim(&mut self.latency_ns, rows),
         ]);
         let batch = RecordBatch::try_new(self.schema.clone(), arrays).expect("execs schema matches its builder");
         Batch { batch, min_ts, max_ts }

@@ -1,6 +1,6 @@
 //! The `opens` table: open, openat, openat2 and creat.
 
-use super::{common_fields, text, Batch, Common};
+use super::{common_fields, finish_bool, finish_prim, finish_str, text, Batch, Common};
 use crate::names::{write_errno, write_open_flags};
 use datafusion::arrow::array::{ArrayRef, BooleanBuilder, Int32Builder, Int64Builder, StringBuilder, UInt32Builder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -48,7 +48,12 @@ pub struct OpensBuilder {
     ret: Int64Builder,
     errno: StringBuilder,
     latency_ns: Int64Builder,
+    /// `flags_text` of recent `flags` values (programs open with a few flag
+    /// sets), so most rows copy it instead of spelling it out again.
+    flags_cache: [(Option<u64>, String); FLAGS_CACHE],
 }
+
+const FLAGS_CACHE: usize = 16;
 
 impl OpensBuilder {
     pub fn with_capacity(rows: usize) -> Self {
@@ -65,6 +70,7 @@ impl OpensBuilder {
             ret: Int64Builder::with_capacity(rows),
             errno: StringBuilder::with_capacity(rows, rows),
             latency_ns: Int64Builder::with_capacity(rows),
+            flags_cache: Default::default(),
         }
     }
 
@@ -82,8 +88,13 @@ impl OpensBuilder {
         let truncated = e.h.flags & F_PATH_TRUNCATED != 0;
         self.path_truncated.append_value(truncated);
         self.flags.append_value(e.flags as i64);
-        let _ = write_open_flags(&mut self.flags_text, e.flags);
-        self.flags_text.append_value("");
+        let slot = &mut self.flags_cache[(e.flags ^ (e.flags >> 17)) as usize % FLAGS_CACHE];
+        if slot.0 != Some(e.flags) {
+            slot.1.clear();
+            let _ = write_open_flags(&mut slot.1, e.flags);
+            slot.0 = Some(e.flags);
+        }
+        self.flags_text.append_value(&slot.1);
         self.mode.append_value(e.mode);
         self.ret.append_value(e.h.ret);
         if write_errno(&mut self.errno, e.h.ret) {
@@ -104,18 +115,19 @@ impl OpensBuilder {
     }
 
     pub fn finish(&mut self) -> Batch {
+        let rows = self.len();
         let (mut arrays, min_ts, max_ts) = self.common.finish();
         arrays.extend::<[ArrayRef; 10]>([
-            Arc::new(self.syscall.finish()),
-            Arc::new(self.dfd.finish()),
-            Arc::new(self.path.finish()),
-            Arc::new(self.path_truncated.finish()),
-            Arc::new(self.flags.finish()),
-            Arc::new(self.flags_text.finish()),
-            Arc::new(self.mode.finish()),
-            Arc::new(self.ret.finish()),
-            Arc::new(self.errno.finish()),
-            Arc::new(self.latency_ns.finish()),
+            finish_str(&mut self.syscall, rows),
+            finish_prim(&mut self.dfd, rows),
+            finish_str(&mut self.path, rows),
+            finish_bool(&mut self.path_truncated, rows),
+            finish_prim(&mut self.flags, rows),
+            finish_str(&mut self.flags_text, rows),
+            finish_prim(&mut self.mode, rows),
+            finish_prim(&mut self.ret, rows),
+            finish_str(&mut self.errno, rows),
+            finish_prim(&mut self.latency_ns, rows),
         ]);
         let batch = RecordBatch::try_new(self.schema.clone(), arrays).expect("opens schema matches its builder");
         Batch { batch, min_ts, max_ts }
