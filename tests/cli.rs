@@ -48,6 +48,30 @@ fn sql_errors_exit_one_with_one_line() {
     }
 }
 
+/// The globals and maps sysql's loader expects, and one program that reads
+/// through a NULL pointer: the verifier must refuse it.
+const BAD_PROGRAM: &str = r#"
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+char LICENSE[] SEC("license") = "GPL";
+const volatile __u32 sysql_self_tgid = 0;
+const volatile __u64 sysql_wakeup_bytes = 0;
+const volatile __u32 sysql_snap_len = 0;
+struct { __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, 4096); } sysql_events SEC(".maps");
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 6);
+	__type(key, __u32);
+	__type(value, __u64);
+} sysql_lost SEC(".maps");
+SEC("tracepoint/syscalls/sys_exit_open")
+int sys_exit_open(void *ctx)
+{
+	volatile int *p = 0;
+	return *p;
+}
+"#;
+
 #[test]
 fn setup_errors_exit_two_and_say_what_to_do() {
     // not root: drop to nobody with no capabilities
@@ -69,6 +93,50 @@ fn setup_errors_exit_two_and_say_what_to_do() {
         text(&out.stderr).trim(),
         "sysql: kernel BTF not found at /nonexistent/vmlinux: sysql needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
     );
+
+    // tracefs missing and impossible to mount: in a private mount namespace,
+    // /sys/kernel is covered by an empty read-only tmpfs (BTF is read from a copy).
+    let dir = TempDir::new("tracefs");
+    let btf = dir.join("vmlinux");
+    std::fs::copy("/sys/kernel/btf/vmlinux", &btf).unwrap();
+    let script = format!(
+        "mount -t tmpfs -o ro tmpfs /sys/kernel && SYSQL_BTF_PATH={} exec {} -c 'SELECT 1'",
+        btf.display(),
+        env!("CARGO_BIN_EXE_sysql")
+    );
+    let out =
+        Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("sysql: tracefs is not mounted and mounting it failed (")
+            && err.trim_end().ends_with("mount it with: mount -t tracefs nodev /sys/kernel/tracing"),
+        "{err}"
+    );
+
+    // a program the verifier rejects (a NULL dereference), loaded in place of sysql's
+    let src = dir.join("bad.bpf.c");
+    std::fs::write(&src, BAD_PROGRAM).unwrap();
+    let obj = dir.join("bad.bpf.o");
+    let arch_include = format!("-I/usr/include/{}-linux-gnu", std::env::consts::ARCH);
+    let built = Command::new("clang")
+        .args(["-target", "bpf", "-O2", "-g", &arch_include, "-c"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj)
+        .status()
+        .unwrap();
+    assert!(built.success(), "clang builds the test program");
+    let out = sysql().env("SYSQL_BPF_OBJECT", &obj).args(["-c", "SELECT 1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("sysql: the kernel verifier rejected program sys_exit_open: R1 invalid mem access"),
+        "{err}"
+    );
+    assert!(err.trim_end().ends_with("please report this with your kernel version (uname -r)"), "{err}");
 
     let out = run(&["--ring-size", "1000", "-c", "SELECT 1"]);
     assert_eq!(out.status.code(), Some(2));

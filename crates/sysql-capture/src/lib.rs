@@ -122,12 +122,20 @@ impl Capture {
             )));
         }
         preflight()?;
+        // For developers and the tests: load another build of the programs.
+        let custom = match std::env::var_os("SYSQL_BPF_OBJECT") {
+            Some(path) => Some(std::fs::read(&path).map_err(|e| {
+                SetupError::Config(format!("cannot read SYSQL_BPF_OBJECT {}: {e}", path.to_string_lossy()))
+            })?),
+            None => None,
+        };
+        let object: &[u8] = custom.as_deref().unwrap_or(OBJECT);
         let mut ebpf = EbpfLoader::new()
             .override_global("sysql_self_tgid", &config.ignore_tgid, true)
             .override_global("sysql_wakeup_bytes", &config.wakeup_bytes, true)
             .override_global("sysql_snap_len", &config.snap_len, true)
             .map_max_entries("sysql_events", size)
-            .load(OBJECT)
+            .load(object)
             .map_err(setup::load_error)?;
 
         let mut tracepoints = Vec::new();

@@ -120,7 +120,17 @@ pub(crate) fn load_error(e: EbpfError) -> SetupError {
 pub(crate) fn program_error(program: &str, e: ProgramError) -> SetupError {
     match e {
         ProgramError::LoadError { io_error, verifier_log } => {
-            let detail = last_line(&verifier_log.to_string());
+            // The log ends with statistics ("verification time", "stack
+            // depth", "processed N insns"); the reason is the line before them.
+            let log = verifier_log.to_string();
+            let stats = ["processed ", "verification time", "stack depth"];
+            let reason = log
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !stats.iter().any(|s| l.starts_with(s)))
+                .next_back()
+                .map(str::to_string);
+            let detail = reason.unwrap_or_else(|| last_line(&log));
             if io_error.kind() == std::io::ErrorKind::PermissionDenied && detail.is_empty() {
                 SetupError::Refused { program: program.into(), detail: io_error.to_string() }
             } else {
