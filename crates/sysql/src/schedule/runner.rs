@@ -224,6 +224,10 @@ pub struct Job {
     pub stats: Arc<QueryStats>,
 }
 
+/// History queries run one at a time: the memory a schedule needs at its peak
+/// is that of its largest query, not the sum of all those due at once.
+static HISTORY_RUNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 /// Runs a history query every `period`, the first time after `first`, forever.
 pub async fn run_history(job: Job, period: Duration, first: Duration, results: Results) {
     let mut ticks = tokio::time::interval_at(Instant::now() + first, period);
@@ -234,7 +238,10 @@ pub async fn run_history(job: Job, period: Duration, first: Duration, results: R
         ticks.tick().await;
         let time_ns = now_ns();
         job.stats.runs.fetch_add(1, Relaxed);
-        let (schema, batches) = match run_once(&job.ctx, &job.sql).await {
+        let permit = HISTORY_RUNS.acquire().await;
+        let result = run_once(&job.ctx, &job.sql).await;
+        drop(permit);
+        let (schema, batches) = match result {
             Ok(result) => result,
             Err(message) => {
                 job.stats.failed(&job.name, message);
