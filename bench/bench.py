@@ -36,16 +36,16 @@ NCPU = os.cpu_count() or 1
 MODES = {
     "quick": dict(tools=["none", "sysql"], workloads=["open-miss"], threads=[1], cal_s=0.2, max_s=0.3,
                   low_rate=1000, low_s=0.5, idle_s=1.0, ladder=[], ladder_s=0, rss_s=0.5,
-                  latency=[(1000, 0.5)], history_events=50_000, reps=3, rounds=1),
+                  latency=[(1000, 0.5)], history_events=50_000, reps=3, rounds=1, pipeline_events=200_000),
     "default": dict(tools=TOOLS, workloads=WORKLOADS, threads=sorted({1, NCPU}), cal_s=0.3, max_s=1.0,
                     low_rate=1000, low_s=1.0, idle_s=1.0, ladder=[100_000, 250_000, 500_000, 1_000_000],
                     ladder_s=1.0, rss_s=2.0, latency=[(1000, 2.0), (100_000, 2.0)],
-                    history_events=2_000_000, reps=5, rounds=1),
+                    history_events=2_000_000, reps=5, rounds=1, pipeline_events=2_000_000),
     "full": dict(tools=TOOLS, workloads=WORKLOADS, threads=sorted({1, NCPU}), cal_s=0.5, max_s=3.0,
                  low_rate=1000, low_s=3.0, idle_s=2.0,
                  ladder=[50_000, 100_000, 200_000, 400_000, 700_000, 1_000_000, 1_500_000, 2_000_000],
                  ladder_s=3.0, rss_s=5.0, latency=[(1000, 5.0), (10_000, 5.0), (100_000, 5.0)],
-                 history_events=10_000_000, reps=5, rounds=3),
+                 history_events=10_000_000, reps=5, rounds=3, pipeline_events=4_000_000),
 }
 
 
@@ -275,6 +275,19 @@ def bench_workloads(env, cfg, info):
     return sessions
 
 
+def pipeline(env, events):
+    """The user-space pipeline alone: `sysql bench-pipeline` pushes synthetic
+    ring records through the real decoder, builders and history on one
+    thread and reports the thread's CPU time per event (docs/benchmarks.md)."""
+    e = {"tool": "sysql", "workload": "pipeline", "events": events}
+    log(f"pipeline: sysql bench-pipeline --events {events}")
+    r = subprocess.run([env.sysql, "bench-pipeline", "--events", str(events), "--json"],
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        return dict(e, available=False, reason=f"bench-pipeline failed: {r.stderr.strip()[:200]}")
+    return dict(e, available=True, tables=json.loads(r.stdout))
+
+
 def host_info():
     def read(path):
         try:
@@ -302,8 +315,9 @@ def main(argv=None):
     p.add_argument("--workloads", help=f"comma-separated subset of {','.join(WORKLOADS)}")
     p.add_argument("--history-events", type=int, help="events captured for the history queries (f)")
     p.add_argument("--rounds", type=int, help="repeat the tool sessions; figures are medians")
-    p.add_argument("--parts", default="capture,latency,history",
-                   help="comma-separated subset of capture (a-c, e), latency (d), history (f); default all")
+    p.add_argument("--parts", default="capture,latency,history,pipeline",
+                   help="comma-separated subset of capture (a-c, e), latency (d), history (f), "
+                        "pipeline (sysql bench-pipeline); default all")
     p.add_argument("--sysql", metavar="PATH", help="the sysql binary (default: build and use target/release/sysql)")
     p.add_argument("--sysql-arg", action="append", metavar="ARG",
                    help="extra sysql option, e.g. --sysql-arg=--ring-size=64MiB (repeatable)")
@@ -322,7 +336,7 @@ def main(argv=None):
         cfg["workloads"] = [w for w in args.workloads.split(",") if w]
     parts = [x for x in args.parts.split(",") if x]
     bad = [t for t in cfg["tools"] if t not in TOOLS] + [w for w in cfg["workloads"] if w not in WORKLOADS]
-    bad += [x for x in parts if x not in ("capture", "latency", "history")]
+    bad += [x for x in parts if x not in ("capture", "latency", "history", "pipeline")]
     if bad:
         print(f"bench: unknown tool or workload: {', '.join(bad)}", file=sys.stderr)
         return 2
@@ -353,6 +367,8 @@ def main(argv=None):
             report.attach_latency(results, lat)
         if "history" in parts:
             results += history.measure(env, cfg["history_events"], cfg["reps"], info, not args.no_install)
+        if "pipeline" in parts and info.get("sysql", {}).get("available"):
+            results.append(pipeline(env, cfg["pipeline_events"]))
         doc = {
             "schema_version": 1,
             "mode": mode,

@@ -5,7 +5,7 @@
 //! pattern's first capture group matched (or the whole match, if it has no
 //! group) becomes `***`.
 
-use regex::{Captures, Regex};
+use regex::{Captures, Regex, RegexSet};
 use std::borrow::Cow;
 
 /// What a redacted value reads as.
@@ -25,6 +25,10 @@ pub const DEFAULT_PATTERNS: &[&str] = &[
 #[derive(Debug, Clone, Default)]
 pub struct ArgvRedaction {
     patterns: Vec<Regex>,
+    /// All the patterns in one automaton: most argvs match none, and one
+    /// scan says so (running each pattern's search cost half the execs
+    /// writer's time).
+    any: RegexSet,
 }
 
 impl ArgvRedaction {
@@ -36,7 +40,12 @@ impl ArgvRedaction {
     /// The default patterns.
     pub fn defaults() -> Self {
         let patterns = DEFAULT_PATTERNS.iter().map(|p| Regex::new(p).expect("default patterns compile")).collect();
-        ArgvRedaction { patterns }
+        ArgvRedaction::from_patterns(patterns)
+    }
+
+    fn from_patterns(patterns: Vec<Regex>) -> Self {
+        let any = RegexSet::new(patterns.iter().map(|r| r.as_str())).expect("each pattern compiled alone");
+        ArgvRedaction { patterns, any }
     }
 
     /// The default patterns (if `defaults`) and `extra`. The error is one
@@ -51,7 +60,7 @@ impl ArgvRedaction {
             })?;
             redaction.patterns.push(re);
         }
-        Ok(redaction)
+        Ok(ArgvRedaction::from_patterns(redaction.patterns))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -62,6 +71,9 @@ impl ArgvRedaction {
     /// matches.
     pub fn apply<'a>(&self, argv: &'a str) -> Cow<'a, str> {
         let mut out = Cow::Borrowed(argv);
+        if !self.any.is_match(argv) {
+            return out;
+        }
         for re in &self.patterns {
             if let Cow::Owned(s) = re.replace_all(&out, mask) {
                 out = Cow::Owned(s);

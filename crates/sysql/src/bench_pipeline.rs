@@ -222,7 +222,7 @@ fn header(kind: u32, syscall: u32, i: u32, ret: i64) -> Header {
     h.pid = 1000 + (i * 7) % 4000;
     h.tid = h.pid + i % 3;
     h.ppid = 1 + (i % 50);
-    h.uid = if i % 4 == 0 { 0 } else { 1000 };
+    h.uid = if i.is_multiple_of(4) { 0 } else { 1000 };
     h.gid = h.uid;
     h.comm[..comm.len()].copy_from_slice(comm.as_bytes());
     h

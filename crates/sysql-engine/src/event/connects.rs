@@ -76,6 +76,29 @@ pub fn parse_sockaddr(addr: &[u8]) -> (Option<u16>, Dest<'_>) {
     (Some(family), dest)
 }
 
+/// Dotted-quad text of an IPv4 address, as `Ipv4Addr`'s Display writes it
+/// but without the formatting machinery (a fifth of the connects writer's time).
+fn ipv4_text(ip: Ipv4Addr, buf: &mut [u8; 15]) -> &str {
+    let mut n = 0;
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[n] = b'.';
+            n += 1;
+        }
+        if octet >= 100 {
+            buf[n] = b'0' + octet / 100;
+            n += 1;
+        }
+        if octet >= 10 {
+            buf[n] = b'0' + octet / 10 % 10;
+            n += 1;
+        }
+        buf[n] = b'0' + octet % 10;
+        n += 1;
+    }
+    std::str::from_utf8(&buf[..n]).unwrap_or_default()
+}
+
 pub struct ConnectsBuilder {
     schema: SchemaRef,
     common: Common,
@@ -139,8 +162,8 @@ impl ConnectsBuilder {
         append_name(&mut self.protocol, if is_ip { ip_protocol_name(e.sk_protocol) } else { None });
         match dest {
             Dest::Inet(ip, port) => {
-                let _ = write!(self.daddr, "{ip}");
-                self.daddr.append_value("");
+                let mut buf = [0u8; 15];
+                self.daddr.append_value(ipv4_text(ip, &mut buf));
                 self.dport.append_value(port);
                 self.unix_path.append_null();
             }
@@ -222,5 +245,14 @@ mod tests {
         let abs = b"\x01\x00\0name";
         assert_eq!(parse_sockaddr(abs), (Some(1), Dest::Unix { path: b"name", abstract_name: true }));
         assert_eq!(parse_sockaddr(&[1]), (None, Dest::None));
+    }
+
+    #[test]
+    fn ipv4_text_reads_like_display() {
+        let mut buf = [0u8; 15];
+        for ip in [[0, 0, 0, 0], [127, 0, 0, 1], [10, 9, 99, 100], [255, 255, 255, 255], [1, 20, 200, 5]] {
+            let ip = Ipv4Addr::from(ip);
+            assert_eq!(ipv4_text(ip, &mut buf), ip.to_string());
+        }
     }
 }

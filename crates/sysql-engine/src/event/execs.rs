@@ -26,6 +26,16 @@ pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// Writes NUL-separated arguments separated by spaces.
+fn join_args(out: &mut impl Write, joined: &str) {
+    for (i, arg) in joined.split('\0').enumerate() {
+        if i > 0 {
+            let _ = out.write_char(' ');
+        }
+        let _ = out.write_str(arg);
+    }
+}
+
 pub struct ExecsBuilder {
     schema: SchemaRef,
     common: Common,
@@ -80,26 +90,21 @@ impl ExecsBuilder {
         } else {
             self.filename.append_value(text(filename));
         }
-        let mut argc = 0u32;
+        // The arguments are contiguous, one NUL apart: validate and copy
+        // them as one text with NULs turned into spaces.
+        let (mut argc, mut end) = (0u32, 0usize);
+        for arg in e.args() {
+            argc += 1;
+            end += arg.len() + 1;
+        }
+        let joined = text(&e.argv[..end.saturating_sub(1)]);
         if let Some(redaction) = &self.redaction {
             // Assembled in a reused buffer, so only a match allocates.
             self.scratch.clear();
-            for (i, arg) in e.args().enumerate() {
-                if i > 0 {
-                    self.scratch.push(' ');
-                }
-                self.scratch.push_str(&text(arg));
-                argc += 1;
-            }
+            join_args(&mut self.scratch, &joined);
             self.argv.append_value(redaction.apply(&self.scratch));
         } else {
-            for (i, arg) in e.args().enumerate() {
-                if i > 0 {
-                    let _ = self.argv.write_char(' ');
-                }
-                let _ = self.argv.write_str(&text(arg));
-                argc += 1;
-            }
+            join_args(&mut self.argv, &joined);
             self.argv.append_value("");
         }
         self.argc.append_value(argc);

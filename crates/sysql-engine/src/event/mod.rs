@@ -9,8 +9,8 @@ pub mod http_requests;
 pub mod opens;
 
 use datafusion::arrow::array::{
-    ArrayBuilder, ArrayRef, BooleanBuilder, PrimitiveBuilder, StringBuilder, TimestampNanosecondBuilder,
-    UInt32Builder, UInt64Builder,
+    ArrayBuilder, ArrayRef, BooleanBuilder, PrimitiveBuilder, StringBuilder, TimestampNanosecondBuilder, UInt32Builder,
+    UInt64Builder,
 };
 use datafusion::arrow::datatypes::ArrowPrimitiveType;
 use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
@@ -57,9 +57,12 @@ pub fn finish_prim<T: ArrowPrimitiveType>(b: &mut PrimitiveBuilder<T>, rows: usi
     Arc::new(old.finish())
 }
 
-/// [`finish_prim`] for strings: the next batch gets as many value bytes as this one.
+/// [`finish_prim`] for strings: the next batch gets room for as many value
+/// bytes as this one had, and an eighth more (a batch past its capacity
+/// doubles it, and history keeps the capacity).
 pub fn finish_str(b: &mut StringBuilder, rows: usize) -> ArrayRef {
     let bytes = b.values_slice().len();
+    let bytes = bytes + bytes / 8;
     let mut old = std::mem::replace(b, StringBuilder::with_capacity(rows, bytes));
     Arc::new(old.finish())
 }
