@@ -6,17 +6,15 @@
 //! CAP_PERFMON. kprobes and fentry are not used: they are missing or locked
 //! down on the kernels sysql targets.
 
-mod ring;
 mod setup;
 
-use aya::maps::{Map, MapData, PerCpuArray};
+use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::TracePoint;
 use aya::{include_bytes_aligned, Ebpf, EbpfLoader};
 use std::time::Duration;
 use sysql_events::TABLE_COUNT;
 use tokio::io::unix::AsyncFd;
 
-pub use ring::{Ring, WINDOW as RING_WINDOW};
 pub use setup::{clock_offset_ns, preflight, SetupError};
 
 /// The compiled kernel programs (built by build.rs from `ebpf/sysql.bpf.c`).
@@ -101,7 +99,7 @@ impl Default for CaptureConfig {
 
 /// Loaded and attached programs, and the ring buffer they write to.
 pub struct Capture {
-    ring: AsyncFd<Ring>,
+    ring: AsyncFd<RingBuf<MapData>>,
     lost: PerCpuArray<MapData, u64>,
     tracepoints: Vec<&'static str>,
     // Dropping the Ebpf detaches every program: keep it last and alive.
@@ -157,9 +155,8 @@ impl Capture {
         }
 
         let ring = ebpf.take_map("sysql_events").ok_or_else(|| SetupError::Load("no ring buffer map".into()))?;
-        let Map::RingBuf(ring) = ring else { return Err(SetupError::Load("sysql_events is not a ring buffer".into())) };
-        let ring = Ring::new(ring, size as usize).map_err(|e| SetupError::Load(format!("ring buffer: {e}")))?;
-        // AsyncFd owns the Ring, which owns the fd, so the fd outlives its
+        let ring = RingBuf::try_from(ring).map_err(|e| SetupError::Load(format!("ring buffer: {e}")))?;
+        // AsyncFd owns the RingBuf, which owns the fd, so the fd outlives its
         // registration: the I/O-safety concern behind the deprecation does not
         // arise here, and `register` would need `unsafe` outside the decoder.
         #[allow(deprecated)]
@@ -181,20 +178,20 @@ impl Capture {
     /// wake-ups keep the cost per event low), so `poll` bounds the delay
     /// between a syscall and its record being read.
     pub async fn read(&mut self, poll: Duration, max: usize, mut f: impl FnMut(&[u8])) -> std::io::Result<usize> {
-        let n = self.ring.get_mut().drain(max, &mut f)?;
+        let n = drain(self.ring.get_mut(), max, &mut f);
         if n > 0 {
             return Ok(n);
         }
         match tokio::time::timeout(poll, self.ring.readable_mut()).await {
             Ok(guard) => {
                 let mut guard = guard?;
-                let n = guard.get_inner_mut().drain(max, &mut f)?;
+                let n = drain(guard.get_inner_mut(), max, &mut f);
                 if n < max {
                     guard.clear_ready();
                 }
                 Ok(n)
             }
-            Err(_elapsed) => self.ring.get_mut().drain(max, &mut f),
+            Err(_elapsed) => Ok(drain(self.ring.get_mut(), max, &mut f)),
         }
     }
 
@@ -209,4 +206,14 @@ impl Capture {
         }
         Ok(out)
     }
+}
+
+fn drain(ring: &mut RingBuf<MapData>, max: usize, f: &mut impl FnMut(&[u8])) -> usize {
+    let mut n = 0;
+    while n < max {
+        let Some(item) = ring.next() else { break };
+        f(&item);
+        n += 1;
+    }
+    n
 }
