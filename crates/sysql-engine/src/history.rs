@@ -1,6 +1,7 @@
 //! Recent history: each table keeps its batches for a retention period, under
-//! one memory cap shared by all tables. The oldest batch goes first, and every
-//! evicted row is counted. Readers take a snapshot (Arc clones) and never
+//! one memory cap shared by all tables. Past the cap, the oldest batch of the
+//! table holding the most memory goes first (a storm of opens does not push
+//! out the rare rows of other tables), and every evicted row is counted. Readers take a snapshot (Arc clones) and never
 //! block the writer for long.
 
 use crate::event::Batch;
@@ -41,6 +42,8 @@ pub struct Usage {
 pub struct History {
     tables: [Mutex<VecDeque<Entry>>; TABLE_COUNT],
     used: AtomicUsize,
+    /// Bytes per table, for choosing which one gives up a batch.
+    table_used: [AtomicUsize; TABLE_COUNT],
     cap_bytes: usize,
     retention_ns: i64,
     stats: Arc<Stats>,
@@ -48,7 +51,14 @@ pub struct History {
 
 impl History {
     pub fn new(retention_ns: i64, cap_bytes: usize, stats: Arc<Stats>) -> Self {
-        History { tables: Default::default(), used: AtomicUsize::new(0), cap_bytes, retention_ns, stats }
+        History {
+            tables: Default::default(),
+            used: AtomicUsize::new(0),
+            table_used: Default::default(),
+            cap_bytes,
+            retention_ns,
+            stats,
+        }
     }
 
     fn lock(&self, t: usize) -> std::sync::MutexGuard<'_, VecDeque<Entry>> {
@@ -56,7 +66,17 @@ impl History {
         self.tables[t].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a batch, then enforces the memory cap (oldest first).
+    fn add_used(&self, t: usize, bytes: usize) {
+        self.used.fetch_add(bytes, Relaxed);
+        self.table_used[t].fetch_add(bytes, Relaxed);
+    }
+
+    fn sub_used(&self, t: usize, bytes: usize) {
+        self.used.fetch_sub(bytes, Relaxed);
+        self.table_used[t].fetch_sub(bytes, Relaxed);
+    }
+
+    /// Adds a batch, then enforces the memory cap.
     pub fn insert(&self, table: Table, b: Batch) {
         if b.batch.num_rows() == 0 {
             return;
@@ -76,7 +96,7 @@ impl History {
                 {
                     if let Ok(merged) = concat_batches(&entry.batch.schema(), [&tail.batch, &entry.batch]) {
                         let tail = q.pop_back().expect("tail exists");
-                        self.used.fetch_sub(tail.bytes, Relaxed);
+                        self.sub_used(table as usize, tail.bytes);
                         entry = Entry {
                             bytes: merged.get_array_memory_size(),
                             batch: merged,
@@ -86,22 +106,22 @@ impl History {
                     }
                 }
             }
-            self.used.fetch_add(entry.bytes, Relaxed);
+            self.add_used(table as usize, entry.bytes);
             q.push_back(entry);
         }
         while self.used.load(Relaxed) > self.cap_bytes {
-            if !self.evict_oldest() {
+            if !self.evict() {
                 break;
             }
         }
     }
 
-    /// Removes the batch with the oldest rows across all tables.
-    fn evict_oldest(&self) -> bool {
-        let oldest = (0..TABLE_COUNT).filter_map(|t| self.lock(t).front().map(|e| (e.min_ts, t))).min();
-        let Some((_, t)) = oldest else { return false };
+    /// Removes the oldest batch of the table that holds the most memory.
+    fn evict(&self) -> bool {
+        let largest = (0..TABLE_COUNT).max_by_key(|&t| self.table_used[t].load(Relaxed));
+        let Some(t) = largest else { return false };
         let Some(e) = self.lock(t).pop_front() else { return false };
-        self.used.fetch_sub(e.bytes, Relaxed);
+        self.sub_used(t, e.bytes);
         self.stats.table(Table::ALL[t]).evicted.fetch_add(e.batch.num_rows() as u64, Relaxed);
         true
     }
@@ -114,7 +134,7 @@ impl History {
             let mut q = self.lock(t);
             while q.front().is_some_and(|e| e.max_ts < horizon) {
                 let e = q.pop_front().expect("front exists");
-                self.used.fetch_sub(e.bytes, Relaxed);
+                self.sub_used(t, e.bytes);
                 self.stats.table(Table::ALL[t]).expired.fetch_add(e.batch.num_rows() as u64, Relaxed);
             }
         }

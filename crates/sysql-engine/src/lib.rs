@@ -40,8 +40,8 @@ pub use stats::Stats;
 pub struct EngineConfig {
     /// Events older than this are dropped from history.
     pub retention: Duration,
-    /// Memory for history, all tables together; the oldest batch is evicted
-    /// first when it is exceeded.
+    /// Memory for history, all tables together; past it, the oldest batch of
+    /// the table holding the most memory is evicted.
     pub memory_cap_bytes: usize,
     /// A table's rows are published as a batch at this many rows...
     pub flush_rows: usize,

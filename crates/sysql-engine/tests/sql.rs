@@ -215,6 +215,37 @@ fn history_is_capped_and_evictions_are_counted() {
 }
 
 #[test]
+fn a_storm_in_one_table_does_not_evict_the_others() {
+    let engine = Engine::new(EngineConfig {
+        clock_offset_ns: T0,
+        memory_cap_bytes: 1 << 20,
+        flush_rows: 1000,
+        ..EngineConfig::default()
+    });
+    let mut ingest = engine.ingest();
+    // a few connects and execs first (the oldest rows), then a storm of opens
+    for i in 0..20 {
+        ingest.push(as_bytes(&connect_v4(i, 7, "curl", [10, 0, 0, 1], 443, 6, 0)));
+        ingest.push(as_bytes(&exec(i, 8, "sh", "/bin/sh", &["sh", "-c", "true"], 0)));
+    }
+    ingest.flush();
+    for i in 0..50_000 {
+        ingest.push(as_bytes(&open(100 + i, 1, "load", "/tmp/some/long/path/name", 0, 3)));
+    }
+    ingest.flush();
+    assert!(engine.history().used_bytes() <= 1 << 20);
+    let ctx = engine.session().unwrap();
+    let got = rows(
+        &ctx,
+        "SELECT table_name, evicted > 0, history_rows FROM sysql_stats
+         WHERE table_name IN ('connects', 'execs', 'opens') ORDER BY table_name",
+    );
+    assert_eq!(got[0], r(&["connects", "false", "20"]), "the storm took the connects' history");
+    assert_eq!(got[1], r(&["execs", "false", "20"]));
+    assert_eq!(got[2][..2], r(&["opens", "true"]), "the storm's own oldest rows went instead");
+}
+
+#[test]
 fn old_events_expire_and_time_predicates_skip_batches() {
     let engine = Engine::new(EngineConfig {
         clock_offset_ns: T0,

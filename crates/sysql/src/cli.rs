@@ -40,8 +40,8 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub history: Duration,
 
-    /// Memory for history, all tables together (e.g. 512MiB, 2GiB); the
-    /// oldest events are evicted first, and counted, past it.
+    /// Memory for history, all tables together (e.g. 512MiB, 2GiB); past it
+    /// the oldest events of the largest table are evicted, and counted.
     #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = parse_size)]
     pub history_memory: u64,
 
