@@ -127,8 +127,7 @@ pub(crate) fn program_error(program: &str, e: ProgramError) -> SetupError {
             let reason = log
                 .lines()
                 .map(str::trim)
-                .filter(|l| !l.is_empty() && !stats.iter().any(|s| l.starts_with(s)))
-                .next_back()
+                .rfind(|l| !l.is_empty() && !stats.iter().any(|s| l.starts_with(s)))
                 .map(str::to_string);
             let detail = reason.unwrap_or_else(|| last_line(&log));
             if io_error.kind() == std::io::ErrorKind::PermissionDenied && detail.is_empty() {

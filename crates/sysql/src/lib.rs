@@ -1,13 +1,15 @@
 //! The sysql binary's building blocks, as a library so the integration tests
 //! drive exactly what users run: `app` wires capture to engine, `exec` runs
 //! statements, `print` formats results, `repl` is the shell, `oneshot` the
-//! `-c`/`-f` mode, `schedule` runs saved queries on their schedules, `cli`
-//! the arguments, `bench_pipeline` the hidden pipeline micro-benchmark.
+//! `-c`/`-f` mode, `schedule` runs saved queries on their schedules, `launch`
+//! the start-up order, `cli` the arguments, `bench_pipeline` the hidden
+//! pipeline micro-benchmark.
 
 pub mod app;
 pub mod bench_pipeline;
 pub mod cli;
 pub mod exec;
+pub mod launch;
 pub mod oneshot;
 pub mod print;
 pub mod privilege;
