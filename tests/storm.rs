@@ -67,9 +67,10 @@ fn a_storm_is_survived_answered_and_accounted_for() {
     // the shell answered every query during the storm (the figure is
     // reported; the bound is only against a stall)
     assert_eq!(n("unanswered"), 0);
-    // two queries every half second for 5 s: at least a few, even when the
-    // machine is busy with other work (the figure is reported, not timed)
-    assert!(n("queries") >= 3, "only {} queries answered in 5 s", n("queries"));
+    // queries are sent one after another during the storm: how many fit in
+    // 5 s depends on the machine (the times are reported, not asserted), but
+    // every one sent was answered
+    assert!(n("queries") >= 1, "no query answered during the storm");
     assert!(secs("query_s_max") < 10.0, "a query took {} s", secs("query_s_max"));
     assert!(secs("scan_s_max") < 10.0, "a scan of the workload's rows took {} s", secs("scan_s_max"));
     assert!(out.status.success(), "{stderr}");
