@@ -48,6 +48,22 @@ fn wait_for_port(port: u16) {
     }
 }
 
+/// Python's http.server serving `dir` on a free loopback port, once it accepts.
+fn http_server(dir: &std::path::Path) -> (Guard, u16) {
+    let port = free_port();
+    let server = Guard(
+        Command::new("python3")
+            .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs"),
+    );
+    wait_for_port(port);
+    (server, port)
+}
+
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -75,17 +91,7 @@ fn http_requests_from_python_server_and_curl() {
     let running = start(&rt, &[]);
     let dir = TempDir::new("http");
     std::fs::write(dir.join("hello.txt"), b"hello from sysql\n").unwrap();
-    let port = free_port();
-    let server = Guard(
-        Command::new("python3")
-            .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 runs"),
-    );
-    wait_for_port(port);
+    let (server, port) = http_server(dir.path());
     let server_pid = server.0.id();
     let mut curl_pids = Vec::new();
     for path in ["/hello.txt", "/missing?q=1"] {
@@ -370,17 +376,7 @@ fn no_payload_captures_nothing_and_redaction_masks_literals() {
     let running = start(&rt, &["--redact-payload"]);
     let dir = TempDir::new("redact");
     std::fs::write(dir.join("f"), b"x").unwrap();
-    let port = free_port();
-    let _server = Guard(
-        Command::new("python3")
-            .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_port(port);
+    let (_server, port) = http_server(dir.path());
     let curl = Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-A", "secret-agent"])
         .arg(format!("http://127.0.0.1:{port}/f?token=hunter2"))

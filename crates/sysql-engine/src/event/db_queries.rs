@@ -2,12 +2,12 @@
 //! with their outcome (see `crate::payload::pgsql` and `crate::payload::mysql`).
 
 use super::rows::{bools, endpoint, i32s, i64s, text};
-use super::{common_fields, Batch, Common};
+use super::{common_fields, PayloadRow, RowsBuilder};
 use crate::payload::{DbRow, Role};
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::record_batch::RecordBatch;
 use std::sync::Arc;
+use sysql_events::Header;
 
 pub fn schema() -> SchemaRef {
     let mut fields = common_fields();
@@ -31,43 +31,28 @@ pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-pub struct DbQueriesBuilder {
-    schema: SchemaRef,
-    common: Common,
-    rows: Vec<DbRow>,
-}
+pub type DbQueriesBuilder = RowsBuilder<DbRow>;
 
-impl DbQueriesBuilder {
-    pub fn new() -> Self {
-        DbQueriesBuilder { schema: schema(), common: Common::with_capacity(16), rows: Vec::new() }
+impl PayloadRow for DbRow {
+    fn schema() -> SchemaRef {
+        schema()
     }
 
-    /// Appends one row. Returns true if its query text was cut short.
-    pub fn append(&mut self, row: DbRow, clock_offset_ns: i64) -> bool {
-        self.common.append(&row.meta.header, clock_offset_ns);
-        let truncated = row.truncated;
-        self.rows.push(row);
-        truncated
+    fn header(&self) -> &Header {
+        &self.meta.header
     }
 
-    pub fn len(&self) -> usize {
-        self.rows.len()
+    fn truncated(&self) -> bool {
+        self.truncated
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    pub fn finish(&mut self) -> Batch {
-        let (mut arrays, min_ts, max_ts) = self.common.finish();
-        let rows = std::mem::take(&mut self.rows);
-        let r = &rows[..];
+    fn columns(r: &[Self]) -> Vec<ArrayRef> {
         // The client is the remote end for a server, the local end for a client.
         let client = |x: &DbRow| if x.role == Role::Server { x.meta.remote } else { x.meta.local };
         let server = |x: &DbRow| if x.role == Role::Server { x.meta.local } else { x.meta.remote };
         let [client_addr, client_port] = endpoint(r, client);
         let [server_addr, server_port] = endpoint(r, server);
-        arrays.extend::<[ArrayRef; 15]>([
+        vec![
             i32s(r, |x| x.meta.fd),
             text(r, |x| Some(x.role.name())),
             text(r, |x| Some(x.protocol)),
@@ -83,14 +68,6 @@ impl DbQueriesBuilder {
             text(r, |x| x.tag.as_deref()),
             i64s(r, |x| x.latency_ns),
             bools(r, |x| x.truncated),
-        ]);
-        let batch = RecordBatch::try_new(self.schema.clone(), arrays).expect("db_queries schema matches its builder");
-        Batch { batch, min_ts, max_ts }
-    }
-}
-
-impl Default for DbQueriesBuilder {
-    fn default() -> Self {
-        Self::new()
+        ]
     }
 }

@@ -2,12 +2,12 @@
 //! `crate::payload::dns`).
 
 use super::rows::{endpoint, i32s, i64s, text, u16s};
-use super::{common_fields, Batch, Common};
+use super::{common_fields, PayloadRow, RowsBuilder};
 use crate::payload::{DnsRow, Role};
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::record_batch::RecordBatch;
 use std::sync::Arc;
+use sysql_events::Header;
 
 pub fn schema() -> SchemaRef {
     let mut fields = common_fields();
@@ -26,38 +26,25 @@ pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-pub struct DnsQueriesBuilder {
-    schema: SchemaRef,
-    common: Common,
-    rows: Vec<DnsRow>,
-}
+pub type DnsQueriesBuilder = RowsBuilder<DnsRow>;
 
-impl DnsQueriesBuilder {
-    pub fn new() -> Self {
-        DnsQueriesBuilder { schema: schema(), common: Common::with_capacity(16), rows: Vec::new() }
+impl PayloadRow for DnsRow {
+    fn schema() -> SchemaRef {
+        schema()
     }
 
-    pub fn append(&mut self, row: DnsRow, clock_offset_ns: i64) -> bool {
-        self.common.append(&row.meta.header, clock_offset_ns);
-        self.rows.push(row);
+    fn header(&self) -> &Header {
+        &self.meta.header
+    }
+
+    fn truncated(&self) -> bool {
         false
     }
 
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    pub fn finish(&mut self) -> Batch {
-        let (mut arrays, min_ts, max_ts) = self.common.finish();
-        let rows = std::mem::take(&mut self.rows);
-        let r = &rows[..];
+    fn columns(r: &[Self]) -> Vec<ArrayRef> {
         let server = |x: &DnsRow| if x.role == Role::Server { x.meta.local } else { x.meta.remote };
         let [server_addr, server_port] = endpoint(r, server);
-        arrays.extend::<[ArrayRef; 10]>([
+        vec![
             i32s(r, |x| x.meta.fd),
             text(r, |x| Some(x.role.name())),
             server_addr,
@@ -68,14 +55,6 @@ impl DnsQueriesBuilder {
             text(r, |x| x.rcode.as_deref()),
             text(r, |x| x.answers.as_deref()),
             i64s(r, |x| x.latency_ns),
-        ]);
-        let batch = RecordBatch::try_new(self.schema.clone(), arrays).expect("dns_queries schema matches its builder");
-        Batch { batch, min_ts, max_ts }
-    }
-}
-
-impl Default for DnsQueriesBuilder {
-    fn default() -> Self {
-        Self::new()
+        ]
     }
 }

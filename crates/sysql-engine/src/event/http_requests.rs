@@ -2,12 +2,12 @@
 //! request, with its response when seen (see `crate::payload::http`).
 
 use super::rows::{bools, endpoint, i32s, i64s, text, u16s, u64s};
-use super::{common_fields, Batch, Common};
+use super::{common_fields, PayloadRow, RowsBuilder};
 use crate::payload::HttpRow;
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::record_batch::RecordBatch;
 use std::sync::Arc;
+use sysql_events::Header;
 
 pub fn schema() -> SchemaRef {
     let mut fields = common_fields();
@@ -32,40 +32,25 @@ pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-pub struct HttpRequestsBuilder {
-    schema: SchemaRef,
-    common: Common,
-    rows: Vec<HttpRow>,
-}
+pub type HttpRequestsBuilder = RowsBuilder<HttpRow>;
 
-impl HttpRequestsBuilder {
-    pub fn new() -> Self {
-        HttpRequestsBuilder { schema: schema(), common: Common::with_capacity(16), rows: Vec::new() }
+impl PayloadRow for HttpRow {
+    fn schema() -> SchemaRef {
+        schema()
     }
 
-    /// Appends one row. Returns true if its head was cut short.
-    pub fn append(&mut self, row: HttpRow, clock_offset_ns: i64) -> bool {
-        self.common.append(&row.meta.header, clock_offset_ns);
-        let truncated = row.truncated;
-        self.rows.push(row);
-        truncated
+    fn header(&self) -> &Header {
+        &self.meta.header
     }
 
-    pub fn len(&self) -> usize {
-        self.rows.len()
+    fn truncated(&self) -> bool {
+        self.truncated
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    pub fn finish(&mut self) -> Batch {
-        let (mut arrays, min_ts, max_ts) = self.common.finish();
-        let rows = std::mem::take(&mut self.rows);
-        let r = &rows[..];
+    fn columns(r: &[Self]) -> Vec<ArrayRef> {
         let [local_addr, local_port] = endpoint(r, |x| x.meta.local);
         let [remote_addr, remote_port] = endpoint(r, |x| x.meta.remote);
-        arrays.extend::<[ArrayRef; 16]>([
+        vec![
             i32s(r, |x| x.meta.fd),
             text(r, |x| Some(x.role.name())),
             local_addr,
@@ -87,15 +72,6 @@ impl HttpRequestsBuilder {
             u64s(r, |x| Some(x.request_bytes)),
             u64s(r, |x| x.response_bytes),
             bools(r, |x| x.truncated),
-        ]);
-        let batch =
-            RecordBatch::try_new(self.schema.clone(), arrays).expect("http_requests schema matches its builder");
-        Batch { batch, min_ts, max_ts }
-    }
-}
-
-impl Default for HttpRequestsBuilder {
-    fn default() -> Self {
-        Self::new()
+        ]
     }
 }

@@ -13,7 +13,7 @@ use datafusion::arrow::array::{
     UInt64Builder,
 };
 use datafusion::arrow::datatypes::ArrowPrimitiveType;
-use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -156,8 +156,61 @@ pub struct Batch {
     pub max_ts: i64,
 }
 
-/// Columns built from rows kept whole until the batch is finished: the
-/// payload tables, whose rows are few and made once per exchange.
+/// A payload table's row: its schema and how a slice of rows becomes the
+/// columns after the common ones.
+pub trait PayloadRow: Sized {
+    fn schema() -> SchemaRef;
+    /// Who made the exchange; `ts_boot_ns` is the row's time.
+    fn header(&self) -> &Header;
+    /// Whether the captured message was cut short.
+    fn truncated(&self) -> bool;
+    fn columns(rows: &[Self]) -> Vec<ArrayRef>;
+}
+
+/// The builder of a payload table: rows are kept whole until the batch is
+/// finished (they are few, made once per exchange).
+pub struct RowsBuilder<R> {
+    schema: SchemaRef,
+    common: Common,
+    rows: Vec<R>,
+}
+
+impl<R: PayloadRow> RowsBuilder<R> {
+    pub fn new() -> Self {
+        RowsBuilder { schema: R::schema(), common: Common::with_capacity(16), rows: Vec::new() }
+    }
+
+    /// Appends one row. Returns true if its message was cut short.
+    pub fn append(&mut self, row: R, clock_offset_ns: i64) -> bool {
+        self.common.append(row.header(), clock_offset_ns);
+        let truncated = row.truncated();
+        self.rows.push(row);
+        truncated
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn finish(&mut self) -> Batch {
+        let (mut arrays, min_ts, max_ts) = self.common.finish();
+        arrays.extend(R::columns(&std::mem::take(&mut self.rows)));
+        let batch = RecordBatch::try_new(self.schema.clone(), arrays).expect("payload schema matches its columns");
+        Batch { batch, min_ts, max_ts }
+    }
+}
+
+impl<R: PayloadRow> Default for RowsBuilder<R> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Columns built from whole rows (see [`RowsBuilder`]).
 pub(crate) mod rows {
     use datafusion::arrow::array::{
         ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray, UInt16Array, UInt64Array,
