@@ -72,6 +72,11 @@ fn a_storm_is_survived_answered_and_accounted_for() {
     // every one sent was answered
     assert!(n("queries") >= 1, "no query answered during the storm");
     assert!(secs("query_s_max") < 10.0, "a query took {} s", secs("query_s_max"));
+    // A statement waits only for the events that were in the ring when it
+    // was sent, not for a ring the storm keeps refilling: small queries are
+    // answered within a second (the maximum is reported, not asserted, as
+    // it depends on what else the machine runs).
+    assert!(secs("query_s_median") < 1.0, "half the small queries took over {} s", secs("query_s_median"));
     assert!(secs("scan_s_max") < 10.0, "a scan of the workload's rows took {} s", secs("scan_s_max"));
     assert!(out.status.success(), "{stderr}");
 }

@@ -102,6 +102,7 @@ pub struct Capture {
     ring: AsyncFd<RingBuf<MapData>>,
     lost: PerCpuArray<MapData, u64>,
     tracepoints: Vec<&'static str>,
+    ring_bytes: u32,
     // Dropping the Ebpf detaches every program: keep it last and alive.
     _ebpf: Ebpf,
 }
@@ -163,7 +164,7 @@ impl Capture {
         let ring = AsyncFd::new(ring).map_err(|e| SetupError::Load(format!("ring buffer poll: {e}")))?;
         let lost = ebpf.take_map("sysql_lost").ok_or_else(|| SetupError::Load("no loss counter map".into()))?;
         let lost = PerCpuArray::try_from(lost).map_err(|e| SetupError::Load(format!("loss counters: {e}")))?;
-        Ok(Capture { ring, lost, tracepoints, _ebpf: ebpf })
+        Ok(Capture { ring, lost, tracepoints, ring_bytes: size, _ebpf: ebpf })
     }
 
     /// The tracepoints attached, as `category/name`.
@@ -195,6 +196,29 @@ impl Capture {
         }
     }
 
+    /// Hands `f` every record that was in the ring when it was called, and
+    /// stops there: what the kernel writes meanwhile is left for later reads.
+    /// Returns how many records were read.
+    ///
+    /// Records are read in the order their space was reserved, and at the
+    /// call the ring held at most its size in bytes, so reading that many
+    /// bytes (or emptying the ring) has read all of them. Under a storm that
+    /// outruns the reader, an unbounded "read until empty" would never end.
+    pub fn catch_up(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+        let budget = u64::from(self.ring_bytes);
+        let mut bytes = 0u64;
+        let mut n = 0;
+        let ring = self.ring.get_mut();
+        while bytes < budget {
+            let Some(item) = ring.next() else { break };
+            // Each record takes an 8-byte header and is padded to 8 bytes.
+            bytes += (item.len() as u64 + RECORD_HEADER + 7) & !7;
+            f(&item);
+            n += 1;
+        }
+        n
+    }
+
     /// Records the kernel could not reserve ring space for, per table
     /// (indexed by [`sysql_events::Table`]), summed over CPUs.
     pub fn kernel_lost(&self) -> Result<[u64; TABLE_COUNT], SetupError> {
@@ -207,6 +231,9 @@ impl Capture {
         Ok(out)
     }
 }
+
+/// The kernel's ring buffer header before each record (BPF_RINGBUF_HDR_SZ).
+const RECORD_HEADER: u64 = 8;
 
 fn drain(ring: &mut RingBuf<MapData>, max: usize, f: &mut impl FnMut(&[u8])) -> usize {
     let mut n = 0;

@@ -107,8 +107,9 @@ async fn read_loop(
                 }
             }
             Some(reply) = requests.recv() => {
-                // Drain everything already in the ring, then publish.
-                while capture.read(Duration::ZERO, READ_BATCH, |rec| ingest.push(rec)).await? > 0 {}
+                // Read everything that was in the ring at the request (and no
+                // more: a storm may refill it as fast as it is read), then publish.
+                capture.catch_up(|rec| ingest.push(rec));
                 ingest.flush();
                 stats.set_kernel_lost(capture.kernel_lost()?);
                 let _ = reply.send(());
