@@ -3,13 +3,15 @@
  * sysql kernel programs: syscall tracepoints (enter + exit) for the opens,
  * connects and execs tables, plus sched/sched_process_exec.
  *
- * Shape (libbpf-tools style): the enter program stashes the raw arguments in
- * an LRU hash keyed by thread id; the exit program reads the user memory the
+ * Shape: the enter program stashes the raw arguments in the thread's task
+ * storage (no hash table, no lock; a stash that cannot be made is counted as
+ * lost); the exit program reads the user memory the
  * kernel has just copied (so it is resident), fills a record in place in the
  * ring buffer and submits it. A failed reserve is counted per CPU and table in
  * sysql_lost: nothing is dropped silently.
  *
- * Needs: Linux 5.8+ (BPF ring buffer), BTF (CO-RE), syscall tracepoints.
+ * Needs: Linux 5.11+ (ring buffer, task storage and BTF task pointers in
+ * tracing programs), BTF (CO-RE), syscall tracepoints.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -58,10 +60,12 @@ struct args_stash {
 	__u32 kind; /* SYSQL_KIND_*: an exit only completes its own kind */
 };
 
+/* Per-thread task storage: no hash, no lock, freed with the thread. kind 0
+ * means no syscall of ours is in flight. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct args_stash);
 } sysql_args SEC(".maps");
 
@@ -99,13 +103,14 @@ static __always_inline bool is_self(void)
 	return (bpf_get_current_pid_tgid() >> 32) == sysql_self_tgid;
 }
 
-/* Who is running now. ts and latency are the caller's. */
+/* Who is running now. ts and latency are the caller's. The task's fields are
+ * read through its BTF pointer: plain loads, no helper calls. */
 static __always_inline void fill_header(struct sysql_header *h, __u32 kind, __u32 syscall,
 					__u64 ts, __s64 ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u64 ug = bpf_get_current_uid_gid();
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *task = bpf_get_current_task_btf();
 
 	h->kind = kind;
 	h->syscall = syscall;
@@ -115,40 +120,57 @@ static __always_inline void fill_header(struct sysql_header *h, __u32 kind, __u3
 	h->ret = ret;
 	h->pid = id >> 32;
 	h->tid = (__u32)id;
-	h->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	h->ppid = task->real_parent->tgid;
 	h->uid = (__u32)ug;
 	h->gid = ug >> 32;
 	h->flags = 0;
-	bpf_get_current_comm(h->comm, sizeof(h->comm));
+	/* comm is NUL-terminated within its 16 bytes; two loads copy it */
+	__u64 *comm = (__u64 *)h->comm;
+	comm[0] = *(__u64 *)&task->comm[0];
+	comm[1] = *(__u64 *)&task->comm[8];
 }
 
 static __always_inline int stash_args(__u32 kind, __u32 syscall, __u64 a0, __u64 a1, __u64 a2, __u64 a3)
 {
 	if (is_self())
 		return 0;
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct args_stash s = {
-		.ts = bpf_ktime_get_boot_ns(),
-		.args = {a0, a1, a2, a3},
-		.sk = 0,
-		.ino = 0,
-		.syscall = syscall,
-		.kind = kind,
-	};
-	bpf_map_update_elem(&sysql_args, &tid, &s, BPF_ANY);
+	struct args_stash *s = bpf_task_storage_get(&sysql_args, bpf_get_current_task_btf(), 0,
+						    BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!s) {
+		/* no memory, or a program nested on this CPU holds the storage */
+		count_lost(kind == SYSQL_KIND_OPEN ? SYSQL_TABLE_OPENS : SYSQL_TABLE_CONNECTS);
+		return 0;
+	}
+	s->ts = bpf_ktime_get_boot_ns();
+	s->args[0] = a0;
+	s->args[1] = a1;
+	s->args[2] = a2;
+	s->args[3] = a3;
+	s->sk = 0;
+	s->ino = 0;
+	s->syscall = syscall;
+	s->kind = kind;
 	return 0;
 }
 
 /* The stashed arguments of this thread's syscall in flight, if of this kind. */
-static __always_inline struct args_stash *stashed(__u32 tid, __u32 kind)
+static __always_inline struct args_stash *stashed(__u32 kind)
 {
-	struct args_stash *s = bpf_map_lookup_elem(&sysql_args, &tid);
-	if (s && s->kind != kind) {
+	struct args_stash *s = bpf_task_storage_get(&sysql_args, bpf_get_current_task_btf(), 0, 0);
+	if (!s)
+		return 0;
+	if (s->kind != kind) {
 		/* left over from a syscall whose exit we did not see */
-		bpf_map_delete_elem(&sysql_args, &tid);
+		s->kind = 0;
 		return 0;
 	}
 	return s;
+}
+
+/* This thread's syscall is done with its stash. */
+static __always_inline void unstash(struct args_stash *s)
+{
+	s->kind = 0;
 }
 
 /* Reads a user string into buf; returns its length without the NUL and sets
@@ -173,15 +195,14 @@ static __always_inline __u32 read_user_str(char *buf, __u32 size, const char *sr
 
 static __always_inline int open_exit(long ret)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct args_stash *s = stashed(tid, SYSQL_KIND_OPEN);
+	struct args_stash *s = stashed(SYSQL_KIND_OPEN);
 	if (!s)
 		return 0;
 
 	struct sysql_open_event *e = bpf_ringbuf_reserve(&sysql_events, sizeof(*e), 0);
 	if (!e) {
 		count_lost(SYSQL_TABLE_OPENS);
-		bpf_map_delete_elem(&sysql_args, &tid);
+		unstash(s);
 		return 0;
 	}
 	fill_header(&e->h, SYSQL_KIND_OPEN, s->syscall, s->ts, ret);
@@ -219,7 +240,7 @@ static __always_inline int open_exit(long ret)
 		break;
 	}
 	e->path_len = read_user_str(e->path, SYSQL_PATH_LEN, path, &e->h.flags);
-	bpf_map_delete_elem(&sysql_args, &tid);
+	unstash(s);
 	bpf_ringbuf_submit(e, wake_flags());
 	return 0;
 }
@@ -292,15 +313,14 @@ int sys_enter_connect(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_exit_connect")
 int sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct args_stash *s = stashed(tid, SYSQL_KIND_CONNECT);
+	struct args_stash *s = stashed(SYSQL_KIND_CONNECT);
 	if (!s)
 		return 0;
 
 	struct sysql_connect_event *e = bpf_ringbuf_reserve(&sysql_events, sizeof(*e), 0);
 	if (!e) {
 		count_lost(SYSQL_TABLE_CONNECTS);
-		bpf_map_delete_elem(&sysql_args, &tid);
+		unstash(s);
 		return 0;
 	}
 	fill_header(&e->h, SYSQL_KIND_CONNECT, s->syscall, s->ts, ctx->ret);
@@ -321,7 +341,7 @@ int sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
 	__builtin_memset(e->addr, 0, sizeof(e->addr));
 	if (len > 0 && bpf_probe_read_user(e->addr, len, (void *)s->args[1]))
 		e->h.flags |= SYSQL_F_USER_FAULT;
-	bpf_map_delete_elem(&sysql_args, &tid);
+	unstash(s);
 	bpf_ringbuf_submit(e, wake_flags());
 	return 0;
 }
@@ -465,16 +485,32 @@ static __always_inline int io_enter(__u32 syscall, __u64 fd, __u64 a1, __u64 a2,
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (family != AF_INET && family != AF_INET6 && family != AF_UNIX)
 		return 0;
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct args_stash s = {
-		.ts = bpf_ktime_get_boot_ns(),
-		.args = {fd, a1, a2, a3},
-		.sk = (__u64)sk,
-		.ino = ino,
-		.syscall = syscall,
-		.kind = SYSQL_KIND_PAYLOAD,
-	};
-	bpf_map_update_elem(&sysql_args, &tid, &s, BPF_ANY);
+	struct args_stash *s = bpf_task_storage_get(&sysql_args, bpf_get_current_task_btf(), 0,
+						    BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!s) {
+		/* Counted for the socket's protocol when it is known; an unknown
+		 * one is counted for dns_queries if it is a datagram socket (DNS
+		 * is the only datagram protocol read) and for http_requests
+		 * otherwise: an upper bound, never a silent drop. */
+		__u8 *proto = bpf_map_lookup_elem(&sysql_conns, &ino);
+		__u8 p = proto ? *proto : 0;
+		if (p == SYSQL_PROTO_PGSQL || p == SYSQL_PROTO_MYSQL)
+			count_lost(SYSQL_TABLE_DB);
+		else if (p == SYSQL_PROTO_DNS || (p == 0 && BPF_CORE_READ(sk, sk_type) == SOCK_DGRAM))
+			count_lost(SYSQL_TABLE_DNS);
+		else
+			count_lost(SYSQL_TABLE_HTTP);
+		return 0;
+	}
+	s->ts = bpf_ktime_get_boot_ns();
+	s->args[0] = fd;
+	s->args[1] = a1;
+	s->args[2] = a2;
+	s->args[3] = a3;
+	s->sk = (__u64)sk;
+	s->ino = ino;
+	s->syscall = syscall;
+	s->kind = SYSQL_KIND_PAYLOAD;
 	return 0;
 }
 
@@ -605,8 +641,7 @@ static __always_inline __u16 user_sockaddr(const void *uaddr, __u8 *addr)
 SEC("tracepoint/syscalls/sys_exit_read")
 int sys_exit_sock_io(struct trace_event_raw_sys_exit *ctx)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct args_stash *s = stashed(tid, SYSQL_KIND_PAYLOAD);
+	struct args_stash *s = stashed(SYSQL_KIND_PAYLOAD);
 	if (!s)
 		return 0;
 	long ret = ctx->ret;
@@ -616,7 +651,7 @@ int sys_exit_sock_io(struct trace_event_raw_sys_exit *ctx)
 	__u64 key = s->ino;
 	__u64 a1 = s->args[1], a3 = s->args[3];
 	__s32 fd = (__s32)s->args[0];
-	bpf_map_delete_elem(&sysql_args, &tid);
+	unstash(s);
 	if (ret <= 0)
 		return 0;
 

@@ -132,6 +132,9 @@ impl Capture {
         };
         let object: &[u8] = custom.as_deref().unwrap_or(OBJECT);
         let mut ebpf = EbpfLoader::new()
+            // sysql_args is task storage, which aya has no typed API for: only
+            // the kernel programs use it.
+            .allow_unsupported_maps()
             .override_global("sysql_self_tgid", &config.ignore_tgid, true)
             .override_global("sysql_wakeup_bytes", &config.wakeup_bytes, true)
             .override_global("sysql_snap_len", &config.snap_len, true)
