@@ -99,7 +99,7 @@ impl TableProvider for HistoryTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         _limit: Option<usize>,
@@ -113,8 +113,31 @@ impl TableProvider for HistoryTable {
             };
         }
         let batches = self.history.snapshot(self.table, lo, hi);
-        Ok(MemorySourceConfig::try_new_exec(&[batches], self.schema.clone(), projection.cloned())?)
+        let partitions = split_even(batches, state.config().target_partitions());
+        Ok(MemorySourceConfig::try_new_exec(&partitions, self.schema.clone(), projection.cloned())?)
     }
+}
+
+/// Splits batches (oldest first) into at most `n` runs of consecutive batches
+/// holding about the same number of rows, so a history scan runs on every
+/// core the session allows.
+fn split_even(batches: Vec<RecordBatch>, n: usize) -> Vec<Vec<RecordBatch>> {
+    let total: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let n = n.clamp(1, batches.len().max(1));
+    let per = total.div_ceil(n).max(1);
+    let mut out: Vec<Vec<RecordBatch>> = Vec::with_capacity(n);
+    let mut current = Vec::new();
+    let mut rows = 0;
+    for batch in batches {
+        rows += batch.num_rows();
+        current.push(batch);
+        if rows >= per && out.len() + 1 < n {
+            out.push(std::mem::take(&mut current));
+            rows = 0;
+        }
+    }
+    out.push(current);
+    out
 }
 
 /// `sysql_stats`: one row per table, built at scan time from the counters.
@@ -213,5 +236,43 @@ impl TableProvider for StatsTable {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         Ok(MemorySourceConfig::try_new_exec(&[vec![self.batch()?]], self.schema.clone(), projection.cloned())?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int64Array;
+
+    fn batch(first: i64, rows: i64) -> RecordBatch {
+        let col: ArrayRef = Arc::new(Int64Array::from_iter_values(first..first + rows));
+        RecordBatch::try_from_iter([("x", col)]).unwrap()
+    }
+
+    fn values(parts: &[Vec<RecordBatch>]) -> Vec<Vec<i64>> {
+        parts
+            .iter()
+            .map(|p| {
+                p.iter()
+                    .flat_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn history_splits_into_even_runs_in_order() {
+        let batches: Vec<_> = (0..6).map(|i| batch(i * 10, 10)).collect();
+        let parts = split_even(batches.clone(), 2);
+        assert_eq!(values(&parts), vec![(0..30).collect::<Vec<_>>(), (30..60).collect()]);
+        // never more partitions than batches, never an empty one when there are rows
+        let parts = split_even(batches[..1].to_vec(), 4);
+        assert_eq!(values(&parts), vec![(0..10).collect::<Vec<_>>()]);
+        assert_eq!(split_even(Vec::new(), 2).len(), 1);
+        // uneven batches: the rows, not the batches, are shared out
+        let parts = split_even(vec![batch(0, 100), batch(100, 1), batch(101, 1), batch(102, 98)], 2);
+        assert_eq!(values(&parts), vec![(0..100).collect::<Vec<_>>(), (100..200).collect()]);
+        let parts = split_even(batches, 3);
+        assert_eq!(parts.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2, 2]);
     }
 }
