@@ -271,7 +271,7 @@ def render(doc):
     out += ["", "lost@low: events lost at 1k/s; max: ops/s the workload reached under the tool; "
                 "0-loss: highest rate with 0 lost; wall/cpu: workload slowdown vs no tracer (per operation); "
                 "ns/event: tracer CPU per event seen; anon/file/bpf: idle RSS split into anonymous memory, "
-                "file pages (the binary) and BPF map mappings (sysql maps a window of its ring; a whole ring counts twice); "
+                "file pages (the binary) and BPF map mappings (a ring buffer is mapped, and counted, twice); "
                 "live: p50/p99 ms at each rate (sysql)"]
     hist = [e for e in doc["results"] if e["workload"] == "history"]
     if hist:
