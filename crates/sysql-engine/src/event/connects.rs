@@ -1,9 +1,9 @@
 //! The `connects` table: connect(2), with the address decoded from the
 //! sockaddr the caller passed and the protocol read from the socket itself.
 
-use super::{common_fields, finish_prim, finish_str, text, Batch, Common};
-use crate::names::{family_name, ip_protocol_name, sock_type_name, write_errno};
-use datafusion::arrow::array::{ArrayRef, Int32Builder, Int64Builder, StringBuilder, UInt16Builder};
+use super::{append_errno, common_fields, finish_prim, finish_str, finish_view, text, Batch, Common};
+use crate::names::{family_name, ip_protocol_name, sock_type_name};
+use datafusion::arrow::array::{ArrayRef, Int32Builder, Int64Builder, StringBuilder, StringViewBuilder, UInt16Builder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use std::fmt::Write;
@@ -18,16 +18,16 @@ const AF_INET6: u16 = 10;
 pub fn schema() -> SchemaRef {
     let mut fields = common_fields();
     fields.extend([
-        Field::new("syscall", DataType::Utf8, false),
+        Field::new("syscall", DataType::Utf8View, false),
         Field::new("fd", DataType::Int32, false),
-        Field::new("family", DataType::Utf8, true),
-        Field::new("sock_type", DataType::Utf8, true),
-        Field::new("protocol", DataType::Utf8, true),
+        Field::new("family", DataType::Utf8View, true),
+        Field::new("sock_type", DataType::Utf8View, true),
+        Field::new("protocol", DataType::Utf8View, true),
         Field::new("daddr", DataType::Utf8, true),
         Field::new("dport", DataType::UInt16, true),
         Field::new("unix_path", DataType::Utf8, true),
         Field::new("ret", DataType::Int64, false),
-        Field::new("errno", DataType::Utf8, true),
+        Field::new("errno", DataType::Utf8View, true),
         Field::new("latency_ns", DataType::Int64, false),
     ]);
     Arc::new(Schema::new(fields))
@@ -102,20 +102,21 @@ fn ipv4_text(ip: Ipv4Addr, buf: &mut [u8; 15]) -> &str {
 pub struct ConnectsBuilder {
     schema: SchemaRef,
     common: Common,
-    syscall: StringBuilder,
+    syscall: StringViewBuilder,
     fd: Int32Builder,
-    family: StringBuilder,
-    sock_type: StringBuilder,
-    protocol: StringBuilder,
+    family: StringViewBuilder,
+    sock_type: StringViewBuilder,
+    protocol: StringViewBuilder,
     daddr: StringBuilder,
     dport: UInt16Builder,
     unix_path: StringBuilder,
     ret: Int64Builder,
-    errno: StringBuilder,
+    errno: StringViewBuilder,
+    errno_text: String,
     latency_ns: Int64Builder,
 }
 
-fn append_name(b: &mut StringBuilder, name: Option<&str>) {
+fn append_name(b: &mut StringViewBuilder, name: Option<&str>) {
     match name {
         Some(n) => b.append_value(n),
         None => b.append_null(),
@@ -127,16 +128,17 @@ impl ConnectsBuilder {
         ConnectsBuilder {
             schema: schema(),
             common: Common::with_capacity(rows),
-            syscall: StringBuilder::with_capacity(rows, rows * 7),
+            syscall: StringViewBuilder::with_capacity(rows),
             fd: Int32Builder::with_capacity(rows),
-            family: StringBuilder::with_capacity(rows, rows * 5),
-            sock_type: StringBuilder::with_capacity(rows, rows * 6),
-            protocol: StringBuilder::with_capacity(rows, rows * 3),
+            family: StringViewBuilder::with_capacity(rows),
+            sock_type: StringViewBuilder::with_capacity(rows),
+            protocol: StringViewBuilder::with_capacity(rows),
             daddr: StringBuilder::with_capacity(rows, rows * 12),
             dport: UInt16Builder::with_capacity(rows),
             unix_path: StringBuilder::with_capacity(rows, rows * 8),
             ret: Int64Builder::with_capacity(rows),
-            errno: StringBuilder::with_capacity(rows, rows),
+            errno: StringViewBuilder::with_capacity(rows),
+            errno_text: String::new(),
             latency_ns: Int64Builder::with_capacity(rows),
         }
     }
@@ -151,10 +153,7 @@ impl ConnectsBuilder {
         match family_name(family) {
             Some(name) => self.family.append_value(name),
             None if family == 0 && e.sk_family == 0 => self.family.append_null(),
-            None => {
-                let _ = write!(self.family, "af_{family}");
-                self.family.append_value("");
-            }
+            None => self.family.append_value(format!("af_{family}")),
         }
         let has_socket = e.sk_family != 0;
         append_name(&mut self.sock_type, if has_socket { sock_type_name(e.sk_type) } else { None });
@@ -188,11 +187,7 @@ impl ConnectsBuilder {
             }
         }
         self.ret.append_value(e.h.ret);
-        if write_errno(&mut self.errno, e.h.ret) {
-            self.errno.append_value("");
-        } else {
-            self.errno.append_null();
-        }
+        append_errno(&mut self.errno, e.h.ret, &mut self.errno_text);
         self.latency_ns.append_value(e.h.latency_ns as i64);
         e.h.flags & sysql_events::F_ADDR_TRUNCATED != 0
     }
@@ -209,16 +204,16 @@ impl ConnectsBuilder {
         let rows = self.len();
         let (mut arrays, min_ts, max_ts) = self.common.finish();
         arrays.extend::<[ArrayRef; 11]>([
-            finish_str(&mut self.syscall, rows),
+            finish_view(&mut self.syscall, rows),
             finish_prim(&mut self.fd, rows),
-            finish_str(&mut self.family, rows),
-            finish_str(&mut self.sock_type, rows),
-            finish_str(&mut self.protocol, rows),
+            finish_view(&mut self.family, rows),
+            finish_view(&mut self.sock_type, rows),
+            finish_view(&mut self.protocol, rows),
             finish_str(&mut self.daddr, rows),
             finish_prim(&mut self.dport, rows),
             finish_str(&mut self.unix_path, rows),
             finish_prim(&mut self.ret, rows),
-            finish_str(&mut self.errno, rows),
+            finish_view(&mut self.errno, rows),
             finish_prim(&mut self.latency_ns, rows),
         ]);
         let batch = RecordBatch::try_new(self.schema.clone(), arrays).expect("connects schema matches its builder");

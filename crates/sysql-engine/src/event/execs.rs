@@ -1,10 +1,11 @@
 //! The `execs` table: execve and execveat, failed ones included. A successful
 //! exec is reported from `sched_process_exec`, so `comm` is the new program's.
 
-use super::{common_fields, finish_bool, finish_prim, finish_str, text, Batch, Common};
-use crate::names::write_errno;
+use super::{append_errno, common_fields, finish_bool, finish_prim, finish_str, finish_view, text, Batch, Common};
 use crate::redact::ArgvRedaction;
-use datafusion::arrow::array::{ArrayRef, BooleanBuilder, Int64Builder, StringBuilder, UInt32Builder};
+use datafusion::arrow::array::{
+    ArrayRef, BooleanBuilder, Int64Builder, StringBuilder, StringViewBuilder, UInt32Builder,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use std::fmt::Write;
@@ -14,13 +15,13 @@ use sysql_events::{ExecEvent, F_ARGV_TRUNCATED, F_PATH_TRUNCATED, F_USER_FAULT, 
 pub fn schema() -> SchemaRef {
     let mut fields = common_fields();
     fields.extend([
-        Field::new("syscall", DataType::Utf8, false),
+        Field::new("syscall", DataType::Utf8View, false),
         Field::new("filename", DataType::Utf8, true),
         Field::new("argv", DataType::Utf8, false),
         Field::new("argc", DataType::UInt32, false),
         Field::new("argv_truncated", DataType::Boolean, false),
         Field::new("ret", DataType::Int64, false),
-        Field::new("errno", DataType::Utf8, true),
+        Field::new("errno", DataType::Utf8View, true),
         Field::new("latency_ns", DataType::Int64, false),
     ]);
     Arc::new(Schema::new(fields))
@@ -39,13 +40,14 @@ fn join_args(out: &mut impl Write, joined: &str) {
 pub struct ExecsBuilder {
     schema: SchemaRef,
     common: Common,
-    syscall: StringBuilder,
+    syscall: StringViewBuilder,
     filename: StringBuilder,
     argv: StringBuilder,
     argc: UInt32Builder,
     argv_truncated: BooleanBuilder,
     ret: Int64Builder,
-    errno: StringBuilder,
+    errno: StringViewBuilder,
+    errno_text: String,
     latency_ns: Int64Builder,
     /// Patterns masked in argv, if any (then argv is assembled in `scratch`).
     redaction: Option<Arc<ArgvRedaction>>,
@@ -57,13 +59,14 @@ impl ExecsBuilder {
         ExecsBuilder {
             schema: schema(),
             common: Common::with_capacity(rows),
-            syscall: StringBuilder::with_capacity(rows, rows * 6),
+            syscall: StringViewBuilder::with_capacity(rows),
             filename: StringBuilder::with_capacity(rows, rows * 16),
             argv: StringBuilder::with_capacity(rows, rows * 32),
             argc: UInt32Builder::with_capacity(rows),
             argv_truncated: BooleanBuilder::with_capacity(rows),
             ret: Int64Builder::with_capacity(rows),
-            errno: StringBuilder::with_capacity(rows, rows),
+            errno: StringViewBuilder::with_capacity(rows),
+            errno_text: String::new(),
             latency_ns: Int64Builder::with_capacity(rows),
             redaction: None,
             scratch: String::new(),
@@ -111,11 +114,7 @@ impl ExecsBuilder {
         let truncated = e.h.flags & (F_ARGV_TRUNCATED | F_PATH_TRUNCATED) != 0;
         self.argv_truncated.append_value(e.h.flags & F_ARGV_TRUNCATED != 0);
         self.ret.append_value(e.h.ret);
-        if write_errno(&mut self.errno, e.h.ret) {
-            self.errno.append_value("");
-        } else {
-            self.errno.append_null();
-        }
+        append_errno(&mut self.errno, e.h.ret, &mut self.errno_text);
         self.latency_ns.append_value(e.h.latency_ns as i64);
         truncated
     }
@@ -132,13 +131,13 @@ impl ExecsBuilder {
         let rows = self.len();
         let (mut arrays, min_ts, max_ts) = self.common.finish();
         arrays.extend::<[ArrayRef; 8]>([
-            finish_str(&mut self.syscall, rows),
+            finish_view(&mut self.syscall, rows),
             finish_str(&mut self.filename, rows),
             finish_str(&mut self.argv, rows),
             finish_prim(&mut self.argc, rows),
             finish_bool(&mut self.argv_truncated, rows),
             finish_prim(&mut self.ret, rows),
-            finish_str(&mut self.errno, rows),
+            finish_view(&mut self.errno, rows),
             finish_prim(&mut self.latency_ns, rows),
         ]);
         let batch = RecordBatch::try_new(self.schema.clone(), arrays).expect("execs schema matches its builder");

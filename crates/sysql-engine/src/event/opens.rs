@@ -1,8 +1,10 @@
 //! The `opens` table: open, openat, openat2 and creat.
 
-use super::{common_fields, finish_bool, finish_prim, finish_str, text, Batch, Common};
-use crate::names::{write_errno, write_open_flags};
-use datafusion::arrow::array::{ArrayRef, BooleanBuilder, Int32Builder, Int64Builder, StringBuilder, UInt32Builder};
+use super::{append_errno, common_fields, finish_bool, finish_prim, finish_str, finish_view, text, Batch, Common};
+use crate::names::write_open_flags;
+use datafusion::arrow::array::{
+    ArrayRef, BooleanBuilder, Int32Builder, Int64Builder, StringBuilder, StringViewBuilder, UInt32Builder,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use sysql_events::{OpenEvent, F_PATH_TRUNCATED, F_USER_FAULT, SYS_CREAT, SYS_OPE
 pub fn schema() -> SchemaRef {
     let mut fields = common_fields();
     fields.extend([
-        Field::new("syscall", DataType::Utf8, false),
+        Field::new("syscall", DataType::Utf8View, false),
         Field::new("dfd", DataType::Int32, false),
         Field::new("path", DataType::Utf8, true),
         Field::new("path_truncated", DataType::Boolean, false),
@@ -19,7 +21,7 @@ pub fn schema() -> SchemaRef {
         Field::new("flags_text", DataType::Utf8, false),
         Field::new("mode", DataType::UInt32, false),
         Field::new("ret", DataType::Int64, false),
-        Field::new("errno", DataType::Utf8, true),
+        Field::new("errno", DataType::Utf8View, true),
         Field::new("latency_ns", DataType::Int64, false),
     ]);
     Arc::new(Schema::new(fields))
@@ -38,7 +40,7 @@ pub fn syscall_name(syscall: u32) -> &'static str {
 pub struct OpensBuilder {
     schema: SchemaRef,
     common: Common,
-    syscall: StringBuilder,
+    syscall: StringViewBuilder,
     dfd: Int32Builder,
     path: StringBuilder,
     path_truncated: BooleanBuilder,
@@ -46,7 +48,8 @@ pub struct OpensBuilder {
     flags_text: StringBuilder,
     mode: UInt32Builder,
     ret: Int64Builder,
-    errno: StringBuilder,
+    errno: StringViewBuilder,
+    errno_text: String,
     latency_ns: Int64Builder,
     /// `flags_text` of recent `flags` values (programs open with a few flag
     /// sets), so most rows copy it instead of spelling it out again.
@@ -60,7 +63,7 @@ impl OpensBuilder {
         OpensBuilder {
             schema: schema(),
             common: Common::with_capacity(rows),
-            syscall: StringBuilder::with_capacity(rows, rows * 6),
+            syscall: StringViewBuilder::with_capacity(rows),
             dfd: Int32Builder::with_capacity(rows),
             path: StringBuilder::with_capacity(rows, rows * 32),
             path_truncated: BooleanBuilder::with_capacity(rows),
@@ -68,7 +71,8 @@ impl OpensBuilder {
             flags_text: StringBuilder::with_capacity(rows, rows * 20),
             mode: UInt32Builder::with_capacity(rows),
             ret: Int64Builder::with_capacity(rows),
-            errno: StringBuilder::with_capacity(rows, rows),
+            errno: StringViewBuilder::with_capacity(rows),
+            errno_text: String::new(),
             latency_ns: Int64Builder::with_capacity(rows),
             flags_cache: Default::default(),
         }
@@ -97,11 +101,7 @@ impl OpensBuilder {
         self.flags_text.append_value(&slot.1);
         self.mode.append_value(e.mode);
         self.ret.append_value(e.h.ret);
-        if write_errno(&mut self.errno, e.h.ret) {
-            self.errno.append_value("");
-        } else {
-            self.errno.append_null();
-        }
+        append_errno(&mut self.errno, e.h.ret, &mut self.errno_text);
         self.latency_ns.append_value(e.h.latency_ns as i64);
         truncated
     }
@@ -118,7 +118,7 @@ impl OpensBuilder {
         let rows = self.len();
         let (mut arrays, min_ts, max_ts) = self.common.finish();
         arrays.extend::<[ArrayRef; 10]>([
-            finish_str(&mut self.syscall, rows),
+            finish_view(&mut self.syscall, rows),
             finish_prim(&mut self.dfd, rows),
             finish_str(&mut self.path, rows),
             finish_bool(&mut self.path_truncated, rows),
@@ -126,7 +126,7 @@ impl OpensBuilder {
             finish_str(&mut self.flags_text, rows),
             finish_prim(&mut self.mode, rows),
             finish_prim(&mut self.ret, rows),
-            finish_str(&mut self.errno, rows),
+            finish_view(&mut self.errno, rows),
             finish_prim(&mut self.latency_ns, rows),
         ]);
         let batch = RecordBatch::try_new(self.schema.clone(), arrays).expect("opens schema matches its builder");
