@@ -10,6 +10,7 @@ pub mod event;
 pub mod history;
 pub mod ingest;
 pub mod join;
+pub mod like;
 pub mod live;
 pub mod live_table;
 pub mod names;
@@ -148,6 +149,10 @@ impl Engine {
             .with_physical_optimizer_rule(Arc::new(join::LiveJoinRule))
             .build();
         let ctx = SessionContext::new_with_state(state);
+        // `%`-only LIKE patterns in WHERE clauses match segment by segment (like.rs).
+        let like = like::SegmentLike::udf();
+        ctx.register_udf(like.as_ref().clone());
+        ctx.add_optimizer_rule(Arc::new(like::SegmentLikeRule::new(like)));
         for (table, schema) in event_tables() {
             ctx.register_table(table.name(), Arc::new(HistoryTable::new(table, schema, self.history.clone())))?;
         }

@@ -291,3 +291,47 @@ fn ts_bounds_are_read_from_pushed_filters() {
     assert_eq!(ts_bounds(&col("ts").lt_eq(t())), Some((None, Some(5))));
     assert_eq!(ts_bounds(&col("pid").gt(lit(5))), None);
 }
+
+#[test]
+fn percent_only_like_patterns_match_segment_by_segment() {
+    let engine = engine(T0);
+    let mut ingest = engine.ingest();
+    let paths = ["/home/ann/.ssh/id_rsa", "/home/bob/.ssh", "/home/.ssh/x", "/tmp/.ssh/home/a", "/home/ann/ssh/x"];
+    for (i, p) in paths.iter().enumerate() {
+        ingest.push(as_bytes(&open(1 + i as i64, 100 + i as u32, "cat", p, 0, 3)));
+    }
+    // a path the user pointer could not be read for is NULL
+    let mut unreadable = open(9, 999, "cat", "", 0, -14);
+    unreadable.h.flags |= F_USER_FAULT;
+    ingest.push(as_bytes(&unreadable));
+    ingest.flush();
+    let ctx = engine.session().unwrap();
+
+    let q = "SELECT pid FROM opens WHERE path LIKE '/home/%/.ssh/%' ORDER BY pid";
+    let plan = rows(&ctx, &format!("EXPLAIN {q}")).concat().join(" ");
+    assert!(plan.contains("sysql_like(opens.path"), "{plan}");
+    assert_eq!(rows(&ctx, q), vec![r(&["100"])]);
+    assert_eq!(
+        rows(&ctx, "SELECT pid FROM opens WHERE path NOT LIKE '/home/%/.ssh/%' ORDER BY pid"),
+        vec![r(&["101"]), r(&["102"]), r(&["103"]), r(&["104"])],
+        "NOT LIKE: the NULL path is neither"
+    );
+    assert_eq!(
+        rows(&ctx, "SELECT pid FROM opens WHERE path LIKE '%.ssh%a' OR comm LIKE 'c%t%' AND pid > 103 ORDER BY pid"),
+        vec![r(&["100"]), r(&["103"]), r(&["104"]), r(&["999"])]
+    );
+    // what Arrow matches fast itself, and patterns with `_`, are left alone
+    let plan = rows(&ctx, "EXPLAIN SELECT pid FROM opens WHERE path LIKE '%.ssh%' AND path LIKE '/home/_%/x'")
+        .concat()
+        .join(" ");
+    assert!(!plan.contains("sysql_like"), "{plan}");
+    assert_eq!(
+        rows(&ctx, "SELECT pid FROM opens WHERE path LIKE '%.ssh%' AND path LIKE '/home/_%/x' ORDER BY pid"),
+        vec![r(&["102"])]
+    );
+    // in a SELECT list the LIKE keeps its name and its meaning
+    assert_eq!(
+        rows(&ctx, "SELECT path LIKE '/home/%/.ssh/%' AS m FROM opens ORDER BY pid"),
+        vec![r(&["true"]), r(&["false"]), r(&["false"]), r(&["false"]), r(&["false"]), r(&["NULL"])]
+    );
+}
