@@ -1,7 +1,8 @@
 //! Loads sysql's eBPF programs, attaches them to syscall tracepoints and reads
 //! their ring buffer. The only crate in sysql that touches aya.
 //!
-//! Needs Linux 5.8+ (BPF ring buffer) with BTF (`/sys/kernel/btf/vmlinux`) and
+//! Needs Linux 5.11+ (BPF ring buffer, task storage and BTF task pointers in
+//! tracing programs) with BTF (`/sys/kernel/btf/vmlinux`) and
 //! syscall tracepoints (`CONFIG_FTRACE_SYSCALLS`), and root or CAP_BPF +
 //! CAP_PERFMON. kprobes and fentry are not used: they are missing or locked
 //! down on the kernels sysql targets.
