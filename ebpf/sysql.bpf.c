@@ -145,17 +145,16 @@ static __always_inline void fill_header(struct sysql_header *h, __u32 kind, __u3
 	comm[1] = *(__u64 *)&task->comm[8];
 }
 
-static __always_inline int stash_args(__u32 kind, __u32 syscall, __u64 a0, __u64 a1, __u64 a2, __u64 a3)
+/* Makes this thread's stash for a syscall in flight (sk and ino zero), or
+ * returns NULL: no memory, or a program nested on this CPU holds the
+ * storage. The caller counts that as a loss. */
+static __always_inline struct args_stash *stash_new(__u32 kind, __u32 syscall, __u64 a0, __u64 a1, __u64 a2,
+						    __u64 a3)
 {
-	if (is_self())
-		return 0;
 	struct args_stash *s = bpf_task_storage_get(&sysql_args, bpf_get_current_task_btf(), 0,
 						    BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!s) {
-		/* no memory, or a program nested on this CPU holds the storage */
-		count_lost(kind == SYSQL_KIND_OPEN ? SYSQL_TABLE_OPENS : SYSQL_TABLE_CONNECTS);
+	if (!s)
 		return 0;
-	}
 	s->ts = bpf_ktime_get_boot_ns();
 	s->args[0] = a0;
 	s->args[1] = a1;
@@ -165,6 +164,15 @@ static __always_inline int stash_args(__u32 kind, __u32 syscall, __u64 a0, __u64
 	s->ino = 0;
 	s->syscall = syscall;
 	s->kind = kind;
+	return s;
+}
+
+static __always_inline int stash_args(__u32 kind, __u32 syscall, __u64 a0, __u64 a1, __u64 a2, __u64 a3)
+{
+	if (is_self())
+		return 0;
+	if (!stash_new(kind, syscall, a0, a1, a2, a3))
+		count_lost(kind == SYSQL_KIND_OPEN ? SYSQL_TABLE_OPENS : SYSQL_TABLE_CONNECTS);
 	return 0;
 }
 
@@ -500,8 +508,7 @@ static __always_inline int io_enter(__u32 syscall, __u64 fd, __u64 a1, __u64 a2,
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (family != AF_INET && family != AF_INET6 && family != AF_UNIX)
 		return 0;
-	struct args_stash *s = bpf_task_storage_get(&sysql_args, bpf_get_current_task_btf(), 0,
-						    BPF_LOCAL_STORAGE_GET_F_CREATE);
+	struct args_stash *s = stash_new(SYSQL_KIND_PAYLOAD, syscall, fd, a1, a2, a3);
 	if (!s) {
 		/* Counted for the socket's protocol when it is known; an unknown
 		 * one is counted for dns_queries if it is a datagram socket (DNS
@@ -517,15 +524,8 @@ static __always_inline int io_enter(__u32 syscall, __u64 fd, __u64 a1, __u64 a2,
 			count_lost(SYSQL_TABLE_HTTP);
 		return 0;
 	}
-	s->ts = bpf_ktime_get_boot_ns();
-	s->args[0] = fd;
-	s->args[1] = a1;
-	s->args[2] = a2;
-	s->args[3] = a3;
 	s->sk = (__u64)sk;
 	s->ino = ino;
-	s->syscall = syscall;
-	s->kind = SYSQL_KIND_PAYLOAD;
 	return 0;
 }
 
