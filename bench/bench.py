@@ -1,4 +1,4 @@
-"""The benchmark suite of sysql (issue 6): capture rate, overhead and query
+"""The benchmark suite of sysql: capture rate, overhead and query
 speed, side by side with bpftrace and opensnoop. Entry point: scripts/bench;
 method and JSON schema: docs/benchmarks.md.
 

@@ -1,5 +1,5 @@
 """Turns sessions into the JSON entries (one per tool and workload), checks
-the targets of issue 6 and renders the text tables."""
+the benchmark targets and renders the text tables."""
 
 import statistics
 
@@ -141,7 +141,7 @@ def find(doc, tool, workload):
 
 
 def targets(doc):
-    """Issue 6's targets for sysql: pass true/false, or null when not measured."""
+    """The targets for sysql: pass true/false, or null when not measured."""
     out = []
     sysql = [e for e in doc["results"] if e["tool"] == "sysql" and e.get("available") and "lost_at_max" in e]
 

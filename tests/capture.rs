@@ -5,7 +5,7 @@
 mod common;
 
 use clap::Parser;
-use common::{compile_probe, query, TempDir};
+use common::{compile_probe, query, session, TempDir};
 use std::net::{TcpListener, UdpSocket};
 use std::os::unix::net::UnixListener;
 use std::process::Command;
@@ -58,7 +58,7 @@ fn probe_syscalls_appear_with_exact_fields() {
     rt.block_on(running.sync());
 
     let d = dir.path().display().to_string();
-    let ctx = running.engine.session().unwrap();
+    let ctx = session(&running);
 
     // the probe's pid, from its own exec
     let rows =
@@ -214,7 +214,7 @@ fn a_full_ring_buffer_is_counted_as_lost() {
     let status = Command::new(&probe).arg("burst").arg(dir.path()).arg(N.to_string()).status().unwrap();
     assert!(status.success());
     rt.block_on(running.sync());
-    let ctx = running.engine.session().unwrap();
+    let ctx = session(&running);
     let d = dir.path().display();
     let seen: u64 =
         query(&rt, &ctx, &format!("SELECT count(*) FROM opens WHERE path LIKE '{d}/burst-%'"))[0][0].parse().unwrap();
@@ -228,9 +228,7 @@ fn a_full_ring_buffer_is_counted_as_lost() {
 #[test]
 fn live_connects_join_the_exec_history_of_their_process() {
     use datafusion::arrow::array::{Array, StringArray, UInt16Array};
-    use datafusion::physical_plan::execute_stream;
     use futures::StreamExt;
-    use sysql_engine::live_table::prepare_live;
 
     let rt = runtime();
     let running = start(&rt, 32 << 20);
@@ -251,17 +249,20 @@ fn live_connects_join_the_exec_history_of_their_process() {
     );
     let mut child = Command::new("/bin/sh").args(["-c", &script, "sysql-join-marker"]).spawn().unwrap();
     let pid = child.id();
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    rt.block_on(running.sync());
-    let ctx = running.session().unwrap();
+    let ctx = session(&running);
+    // Ready when the shell's exec is in history (the probe execs 2 s later).
+    let shell_exec = format!("SELECT count(*) FROM execs WHERE pid = {pid} AND filename = '/bin/sh'");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while query(&rt, &ctx, &shell_exec)[0][0] == "0" {
+        assert!(std::time::Instant::now() < deadline, "the shell's exec never reached history");
+    }
     let sql = format!(
         "SELECT c.dport, e.argv FROM live.connects c JOIN execs e ON e.pid = c.pid \
          WHERE c.pid = {pid} AND e.filename = '/bin/sh' AND c.family = 'inet' AND c.protocol = 'tcp'"
     );
     let rows = rt.block_on(async {
-        let plan = ctx.sql(&sql).await.unwrap().create_physical_plan().await.unwrap();
-        let (plan, task) = prepare_live(plan, ctx.task_ctx()).unwrap();
-        let mut stream = execute_stream(plan, task).unwrap();
+        let mut stream = ctx.run(&sql).await.unwrap();
+        assert_eq!(stream.kind(), sysql_engine::query::Kind::Live, "a join with a live table is live");
         let mut rows = Vec::new();
         while rows.len() < 2 {
             let next = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next()).await;

@@ -23,6 +23,68 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// What sysql says on stderr once every program is attached.
+const CAPTURING: &str = "sysql: capturing since ";
+
+/// stderr without the line that says capture is complete.
+fn errors(b: &[u8]) -> String {
+    text(b).lines().filter(|l| !l.starts_with(CAPTURING)).map(|l| format!("{l}\n")).collect()
+}
+
+/// A running sysql whose stderr lines arrive on a channel.
+struct Running {
+    child: std::process::Child,
+    stderr: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn spawn(args: &[&str]) -> Running {
+        let mut child = sysql().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let err = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running { child, stderr: rx, seen: Vec::new() }
+    }
+
+    /// Waits (at most 60 s) for the line that says capture is complete.
+    fn capturing(&mut self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line.starts_with(CAPTURING) => return,
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!("sysql never said it was capturing; stderr: {:?}", self.seen),
+            }
+        }
+    }
+
+    /// Waits for the end; returns the status, stdout, and the rest of stderr.
+    fn finish(mut self) -> (std::process::ExitStatus, String, String) {
+        let mut stdout = String::new();
+        use std::io::Read;
+        self.child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+        let status = self.child.wait().unwrap();
+        let mut err = self.seen.join("\n");
+        for line in self.stderr.iter() {
+            if !line.starts_with(CAPTURING) {
+                err.push_str(&line);
+                err.push('\n');
+            }
+        }
+        (status, stdout, err)
+    }
+}
+
 #[test]
 fn one_shot_csv_and_exit_zero() {
     let out = run(&["-c", "SELECT 40 + 2 AS answer, 'x' AS s", "--format", "csv"]);
@@ -43,7 +105,7 @@ fn sql_errors_exit_one_with_one_line() {
     for sql in ["SELEC 1", "SELECT * FROM no_such_table", "SELECT nope FROM opens"] {
         let out = run(&["-c", sql]);
         assert_eq!(out.status.code(), Some(1), "{sql}");
-        let err = text(&out.stderr);
+        let err = errors(&out.stderr);
         assert!(err.starts_with("sysql: ") && err.trim_end().lines().count() == 1, "{sql}: {err:?}");
     }
 }
@@ -84,7 +146,7 @@ fn setup_errors_exit_two_and_say_what_to_do() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stderr).trim(),
-        "sysql: permission denied: sysql needs root (or CAP_BPF and CAP_PERFMON) to load its eBPF programs; run it with sudo"
+        "sysql: permission denied: sysql needs root (or CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH) to load its eBPF programs; run it with sudo"
     );
 
     let out = sysql().env("SYSQL_BTF_PATH", "/nonexistent/vmlinux").args(["-c", "SELECT 1"]).output().unwrap();
@@ -151,13 +213,33 @@ fn capture_for_a_while_then_query() {
     let dir = TempDir::new("cli-for");
     let target = dir.join("only-this-open");
     let q = format!("SELECT comm, path, errno FROM opens WHERE path = '{}'", target.display());
-    let child = sysql().args(["-c", &q, "--for", "4s", "--format", "csv"]).stdout(Stdio::piped()).spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2000));
+    let mut sysql = Running::spawn(&["-c", &q, "--for", "4s", "--format", "csv"]);
+    sysql.capturing();
     let status = Command::new("cat").arg(&target).stderr(Stdio::null()).status().unwrap();
     assert!(!status.success());
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    assert_eq!(text(&out.stdout), format!("comm,path,errno\ncat,{},ENOENT\n", target.display()));
+    let (status, stdout, _) = sysql.finish();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(stdout, format!("comm,path,errno\ncat,{},ENOENT\n", target.display()));
+}
+
+/// Whether a statement is live comes from its plan, not its text: a
+/// history query that mentions `live.` in a literal still waits out the
+/// whole `--for` and counts what happened in it.
+#[test]
+fn a_history_query_that_mentions_live_in_a_literal_captures_for_the_whole_time() {
+    let dir = TempDir::new("cli-alive");
+    let q = format!("SELECT count(*) AS n FROM opens WHERE path LIKE '{}/%alive.log'", dir.path().display());
+    let mut sysql = Running::spawn(&["-c", &q, "--for", "4s", "--format", "csv"]);
+    sysql.capturing();
+    let ready = std::time::Instant::now();
+    // two opens during the capture
+    for name in ["a-alive.log", "b-alive.log"] {
+        let _ = std::fs::File::open(dir.join(name));
+    }
+    let (status, stdout, err) = sysql.finish();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert_eq!(stdout, "n\n2\n");
+    assert!(ready.elapsed() >= std::time::Duration::from_secs(3), "answered before --for ended");
 }
 
 #[test]
@@ -191,7 +273,8 @@ fn shell_keeps_going_after_errors() {
     assert!(stdout.contains("1 row(s) fetched."), "{stdout}");
     assert!(stdout.contains("flags_text"), "\\d opens lists columns: {stdout}");
     assert!(stdout.contains("s\nstill here\n"), "{stdout}");
-    assert_eq!(stderr.lines().filter(|l| l.starts_with("sysql: ")).count(), 1, "{stderr}");
+    let said = stderr.lines().filter(|l| l.starts_with("sysql: ") && !l.starts_with(CAPTURING)).count();
+    assert_eq!(said, 1, "{stderr}");
     let mode = std::fs::metadata(&hist).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "history file mode");
 }
@@ -211,29 +294,30 @@ fn what_cannot_run_on_a_live_stream_says_why_in_one_line() {
     ] {
         let out = run(&["-c", sql, "--for", "1s"]);
         assert_eq!(out.status.code(), Some(1), "{sql}");
-        assert_eq!(text(&out.stderr).trim_end(), UNBOUNDED, "{sql}");
+        assert_eq!(errors(&out.stderr).trim_end(), UNBOUNDED, "{sql}");
     }
     let out = run(&["-c", "SELECT e.comm FROM live.execs e JOIN live.connects c ON c.pid = e.pid", "--for", "1s"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
-        text(&out.stderr).trim_end(),
+        errors(&out.stderr).trim_end(),
         "sysql: a join of two live tables needs a time bound, or it would keep every event of both forever: add \
          one to ON, e.g. AND c.ts BETWEEN e.ts AND e.ts + INTERVAL '5 seconds'"
     );
 }
 
-/// Starts sysql with `args`, waits `after` for it to attach, runs the probe
-/// in rate mode (`n` opens at `rate`/s in `dir`), and returns sysql's output.
-fn live_run(args: &[&str], dir: &TempDir, n: u64, rate: u64) -> Output {
+/// Starts sysql with `args`, waits until it is capturing, runs the probe in
+/// rate mode (`n` opens at `rate`/s in `dir`), and returns sysql's status,
+/// stdout and stderr.
+fn live_run(args: &[&str], dir: &TempDir, n: u64, rate: u64) -> (std::process::ExitStatus, String, String) {
     let probe = common::compile_probe(dir);
-    let child = sysql().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut sysql = Running::spawn(args);
     // The first window takes its earlier rows from history, so the probe only
     // has to start after the capture is attached.
-    std::thread::sleep(std::time::Duration::from_millis(3000));
+    sysql.capturing();
     let d = dir.path().to_str().unwrap().to_string();
     let status = Command::new(probe).args(["rate", &d, &n.to_string(), &rate.to_string()]).status().unwrap();
     assert!(status.success());
-    child.wait_with_output().unwrap()
+    sysql.finish()
 }
 
 #[test]
@@ -255,7 +339,9 @@ fn live_filter_streams_every_matching_event() {
     });
     let mut lines = Vec::new();
     let ready = format!("{d}/ready,ENOENT");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !lines.contains(&ready) {
+        assert!(std::time::Instant::now() < deadline, "the live query never showed an open: {lines:?}");
         let _ = std::fs::File::open(dir.join("ready"));
         if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(100)) {
             lines.push(line);
@@ -281,9 +367,8 @@ fn live_tumbling_window_counts_every_event_once() {
         "SELECT window_start, window_end, count(*) AS n, window_lost FROM live.opens \
          WHERE path LIKE '{d}/rate-%' GROUP BY tumble(ts, INTERVAL '1 second')"
     );
-    let out = live_run(&["-c", &q, "--for", "7s", "--format", "csv"], &dir, 300, 200);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
+    let (status, stdout, err) = live_run(&["-c", &q, "--for", "7s", "--format", "csv"], &dir, 300, 200);
+    assert_eq!(status.code(), Some(0), "{err}");
     let rows: Vec<Vec<&str>> = stdout.lines().skip(1).map(|l| l.split(',').collect()).collect();
     assert!(rows.len() >= 2 && rows.len() <= 3, "300 events at 200/s span 2 or 3 windows: {stdout}");
     let total: u64 = rows.iter().map(|r| r[2].parse::<u64>().unwrap()).sum();
@@ -304,7 +389,7 @@ fn statements_that_touch_files_are_refused() {
     ] {
         let out = run(&["-c", &sql]);
         assert_eq!(out.status.code(), Some(1), "{sql}");
-        let err = text(&out.stderr);
+        let err = errors(&out.stderr);
         assert!(err.contains("refuses by default since it runs as root") && err.lines().count() == 1, "{err}");
     }
     assert!(!target.exists());

@@ -3,10 +3,40 @@
 //! `-c` use. None may panic or hang the process; each failure is one line;
 //! a runaway query is cancelled by a deadline and memory per query is capped.
 
-use std::time::{Duration, Instant};
-use sysql::exec::{run_sql, ExecError, StopAt};
+use std::time::Duration;
+use sysql::backend::Backend;
+use sysql::exec::{run_sql, ExecError, RunOptions};
 use sysql::print::Printer;
+use sysql::signals::{Sig, Signals};
+use sysql_engine::query::{ErrorKind, Policy, QuerySession};
 use sysql_engine::{Engine, EngineConfig};
+
+fn backend(engine: &Engine) -> Backend {
+    Backend::Embedded(QuerySession::new(engine, Policy::shell(false)).unwrap())
+}
+
+/// [`run_limited`] on a runtime worker (deep trees need their big stack).
+fn run_on(rt: &tokio::runtime::Runtime, engine: &Engine, sql: &str, limit: Duration) -> Result<usize, ExecError> {
+    let (engine, sql) = (engine.clone(), sql.to_string());
+    rt.block_on(async move { tokio::spawn(async move { run_limited(&engine, &sql, limit).await }).await.unwrap() })
+}
+
+/// Runs text as the shell would, with a Ctrl-C after `limit`.
+async fn run_limited(engine: &Engine, sql: &str, limit: Duration) -> Result<usize, ExecError> {
+    let backend = backend(engine);
+    let signals = Signals::none();
+    let ctrl_c = {
+        let signals = signals.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(limit).await;
+            signals.raise(Sig::Interrupt);
+        })
+    };
+    let mut out = Vec::new();
+    let r = run_sql(&backend, sql, &Printer::default(), &mut out, &RunOptions::interactive(&signals)).await;
+    ctrl_c.abort();
+    r
+}
 
 /// A deterministic generator (no rand dependency).
 struct Lcg(u64);
@@ -132,22 +162,14 @@ fn a_thousand_hostile_statements_never_kill_the_runner() {
         .thread_stack_size(sysql::exec::STACK_BYTES)
         .build()
         .unwrap();
-    let printer = Printer::default();
     let corpus = corpus();
     assert!(corpus.len() >= 1000);
     let (mut ok, mut failed, mut cancelled) = (0, 0, 0);
     for sql in &corpus {
-        let ctx = engine.session().unwrap();
-        // a statement may run for 5 s at most, as a user's Ctrl-C would stop it
-        let stop = StopAt(Instant::now() + Duration::from_secs(5));
-        ctx.state_ref().write().config_mut().set_extension(std::sync::Arc::new(stop));
-        let sql2 = sql.clone();
+        // a statement may run for 5 s at most: then a Ctrl-C stops it
+        let (sql2, engine2) = (sql.clone(), engine.clone());
         let outcome = rt.block_on(async move {
-            let task = tokio::spawn(async move {
-                let mut out = Vec::new();
-                let r = run_sql(&ctx, &sql2, &printer, &mut out).await;
-                r
-            });
+            let task = tokio::spawn(async move { run_limited(&engine2, &sql2, Duration::from_secs(5)).await });
             tokio::time::timeout(Duration::from_secs(60), task).await
         });
         let short: String = sql.chars().take(80).collect();
@@ -155,7 +177,8 @@ fn a_thousand_hostile_statements_never_kill_the_runner() {
             outcome.unwrap_or_else(|_| panic!("hung: {short}")).unwrap_or_else(|e| panic!("panicked on {short}: {e}"));
         match result {
             Ok(_) => ok += 1,
-            Err(ExecError::Sql(msg)) => {
+            Err(ExecError::Sql(e)) => {
+                let msg = &e.message;
                 assert!(!msg.contains('\n') && !msg.is_empty(), "not one line for {short}: {msg}");
                 failed += 1;
             }
@@ -171,19 +194,57 @@ fn a_thousand_hostile_statements_never_kill_the_runner() {
     assert!(failed > 900);
 }
 
+/// The limits say which one was hit: without them these statements would
+/// plan for minutes or hold megabytes of text.
+#[test]
+fn text_and_depth_limits_refuse_with_their_own_message() {
+    let engine = Engine::new(EngineConfig::default());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(sysql::exec::STACK_BYTES)
+        .build()
+        .unwrap();
+    let cases = [
+        (
+            format!("SELECT '{}'", "a".repeat(2 << 20)),
+            "statement text is 2097161 bytes; sysql accepts at most 1024 KiB at a time",
+        ),
+        (
+            format!("SELECT 1 WHERE {}", vec!["1=1"; 5_000].join(" AND ")),
+            "expression nested more than 1000 deep; sysql refuses it rather than spend minutes planning it",
+        ),
+        (format!("SELECT 1 WHERE {}", vec!["pid = 1"; 1_500].join(" OR ")), "expression nested more than 1000 deep"),
+    ];
+    for (sql, want) in cases {
+        let r = run_on(&rt, &engine, &sql, Duration::from_secs(30));
+        match r {
+            Err(ExecError::Sql(e)) => {
+                assert!(e.message.starts_with(want), "{}: {}", &sql[..40], e.message);
+                assert_eq!(e.kind, ErrorKind::Privilege);
+            }
+            other => panic!("{}: expected a refusal, got {other:?}", &sql[..40]),
+        }
+    }
+    // just under the limits, the same shapes run
+    let r = run_on(&rt, &engine, &format!("SELECT length('{}')", "a".repeat(1000 << 10)), Duration::from_secs(30));
+    assert_eq!(r.unwrap(), 1);
+    let r =
+        run_on(&rt, &engine, &format!("SELECT 1 WHERE {}", vec!["1=1"; 900].join(" AND ")), Duration::from_secs(30));
+    assert_eq!(r.unwrap(), 1);
+}
+
 #[test]
 fn a_query_past_its_memory_cap_fails_alone() {
     let engine = Engine::new(EngineConfig { query_memory_bytes: 8 << 20, ..EngineConfig::default() });
-    let ctx = engine.session().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let sql = "SELECT max(r) FROM (SELECT row_number() OVER (ORDER BY x % 1000003 DESC) AS r FROM generate_series(1, 3000000) AS t(x))";
-    let mut out = Vec::new();
-    let r = rt.block_on(run_sql(&ctx, sql, &Printer::default(), &mut out));
-    match r {
-        Err(ExecError::Sql(msg)) => assert!(msg.contains("resources exhausted") || msg.contains("memory"), "{msg}"),
+    match rt.block_on(run_limited(&engine, sql, Duration::from_secs(60))) {
+        Err(ExecError::Sql(e)) => {
+            assert_eq!(e.kind, ErrorKind::Resources, "{}", e.message);
+            assert!(e.message.contains("resources exhausted"), "{}", e.message);
+        }
         other => panic!("expected a memory error, got {other:?}"),
     }
     // the next statement runs fine
-    let mut out = Vec::new();
-    assert_eq!(rt.block_on(run_sql(&ctx, "SELECT 1", &Printer::default(), &mut out)).unwrap(), 1);
+    assert_eq!(rt.block_on(run_limited(&engine, "SELECT 1", Duration::from_secs(10))).unwrap(), 1);
 }

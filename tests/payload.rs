@@ -76,7 +76,7 @@ fn rows_eventually(rt: &tokio::runtime::Runtime, running: &Running, sql: &str, w
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         rt.block_on(running.sync());
-        let ctx = running.engine.session().unwrap();
+        let ctx = common::session(running);
         let rows = query(rt, &ctx, sql);
         if rows.len() >= want || Instant::now() > deadline {
             return rows;
@@ -134,7 +134,7 @@ fn http_requests_from_python_server_and_curl() {
     assert!(resp > body, "the 200 response counts head and body: {resp} > {body}");
 
     // The query runs.
-    let ctx = running.engine.session().unwrap();
+    let ctx = common::session(&running);
     let top = query(
         &rt,
         &ctx,
@@ -283,7 +283,7 @@ fn db_queries_from_postgres_simple_and_extended() {
     );
 
     // Server side: the question, answered from the database's sockets.
-    let ctx = running.engine.session().unwrap();
+    let ctx = common::session(&running);
     let hits = query(
         &rt,
         &ctx,
@@ -360,7 +360,7 @@ fn dns_queries_over_udp_port_53() {
             .collect()
     };
     assert_eq!(rows, vec![row("client"), row("server")], "{rows:#?}");
-    let ctx = running.engine.session().unwrap();
+    let ctx = common::session(&running);
     let top = query(
         &rt,
         &ctx,
@@ -400,7 +400,7 @@ fn no_payload_captures_nothing_and_redaction_masks_literals() {
     let curl_pid = curl.id();
     assert!(curl.wait_with_output().unwrap().status.success());
     rt.block_on(running.sync());
-    let ctx = running.engine.session().unwrap();
+    let ctx = common::session(&running);
     assert_eq!(
         query(&rt, &ctx, &format!("SELECT count(*) FROM http_requests WHERE pid = {curl_pid}")),
         vec![vec!["0"]]

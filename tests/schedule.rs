@@ -16,6 +16,7 @@ use std::time::Duration;
 use sysql::schedule::library::{self, Results, Schedule};
 use sysql::schedule::runner::{self, Job, Plan, QueryStats, Scheduler, Settings};
 use sysql::schedule::sink::{Action, Actions, Output, SinkQueue, SinkReceiver, SinkSpec};
+use sysql_engine::query::{Policy, QuerySession};
 use sysql_engine::{Engine, EngineConfig};
 use sysql_events::*;
 
@@ -102,10 +103,24 @@ fn drain(rx: &mut SinkReceiver) -> Vec<String> {
     all
 }
 
+/// A session as `sysql schedule` gives each saved query.
+fn session(engine: &Engine) -> QuerySession {
+    QuerySession::new(engine, Policy::default()).unwrap()
+}
+
 fn job(engine: &Engine, sql: &str, queue: SinkQueue) -> (Job, Arc<QueryStats>) {
     let stats = Arc::new(QueryStats::default());
-    let job = Job { ctx: engine.session().unwrap(), name: "q".into(), sql: sql.into(), queue, stats: stats.clone() };
+    let job = Job { session: session(engine), name: "q".into(), sql: sql.into(), queue, stats: stats.clone() };
     (job, stats)
+}
+
+/// Waits until `table` has `n` live subscribers.
+async fn subscribed(engine: &Engine, table: Table, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while engine.live().subscribers(table) < n {
+        assert!(std::time::Instant::now() < deadline, "no live subscription to {}", table.name());
+        tokio::task::yield_now().await;
+    }
 }
 
 fn examples() -> Vec<PathBuf> {
@@ -122,12 +137,10 @@ async fn every_saved_query_parses_and_plans() {
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
         let query = library::parse(&file, &text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let plan = runner::check(&engine.session().unwrap(), &query)
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let plan = runner::check(&session(&engine), &query).await.unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         match (query.schedule, plan) {
             (Schedule::Every(_), Plan::History { .. }) => {}
-            (Schedule::Live, Plan::Window(_) | Plan::Stream) => live += 1,
+            (Schedule::Live, Plan::Live) => live += 1,
             (schedule, plan) => panic!("{}: {schedule} planned as {plan:?}", file.display()),
         }
     }
@@ -208,29 +221,32 @@ async fn live_queries_stream_rows_and_windows() {
     let engine = engine();
     let check = |sql: &str| {
         let q = library::parse(Path::new("t.sql"), &format!("-- name: q\n-- description: d\n-- schedule: live\n{sql}"));
-        (q.unwrap(), engine.session().unwrap())
+        (q.unwrap(), session(&engine))
     };
     let (queue, mut rx) = SinkQueue::new(10_000, usize::MAX);
 
     let (stream, ctx) = check("SELECT comm, path FROM live.opens WHERE ret < 0");
-    assert!(matches!(runner::check(&ctx, &stream).await.unwrap(), Plan::Stream));
+    assert!(matches!(runner::check(&ctx, &stream).await.unwrap(), Plan::Live));
     let (job1, stats1) = job(&engine, &stream.sql, queue.clone());
-    let t1 = tokio::spawn(runner::run_live(job1, None));
+    let t1 = tokio::spawn(runner::run_live(job1));
 
     let (windowed, ctx) = check(
         "SELECT window_start, comm, count(*) AS n FROM live.opens GROUP BY tumble(ts, INTERVAL '1 second'), comm",
     );
-    let Plan::Window(w) = runner::check(&ctx, &windowed).await.unwrap() else { panic!("not a window") };
+    assert!(matches!(runner::check(&ctx, &windowed).await.unwrap(), Plan::Live));
     let (job2, _) = job(&engine, &windowed.sql, queue.clone());
-    let t2 = tokio::spawn(runner::run_live(job2, Some(w)));
+    let t2 = tokio::spawn(runner::run_live(job2));
     // The library's own live join, from its file.
     let file = examples().into_iter().find(|p| p.ends_with("exec-then-connect.sql")).unwrap();
     let join = library::parse(&file, &std::fs::read_to_string(&file).unwrap()).unwrap();
-    assert!(matches!(runner::check(&engine.session().unwrap(), &join).await.unwrap(), Plan::Stream));
+    assert!(matches!(runner::check(&session(&engine), &join).await.unwrap(), Plan::Live));
     let (queue3, mut rx3) = SinkQueue::new(10_000, usize::MAX);
     let (job3, _) = job(&engine, &join.sql, queue3);
-    let t3 = tokio::spawn(runner::run_live(job3, None));
-    tokio::time::sleep(Duration::from_millis(100)).await; // subscribed
+    let t3 = tokio::spawn(runner::run_live(job3));
+    // the stream, the window and both sides of the join are listening
+    subscribed(&engine, Table::Opens, 2).await;
+    subscribed(&engine, Table::Execs, 1).await;
+    subscribed(&engine, Table::Connects, 1).await;
 
     let b = (now_ns() / S + 2) * S;
     push(&engine, &[open(b, 1, "cat", "/a", 3), open(b + S / 2, 2, "cat", "/nope", -2), open(b + S, 3, "ls", "/b", 3)]);
@@ -311,7 +327,7 @@ async fn a_bad_file_fails_alone_and_a_reload_applies_changes() {
 
     let sessions: runner::Sessions = {
         let engine = engine.clone();
-        Arc::new(move || engine.session())
+        Arc::new(move || QuerySession::new(&engine, Policy::default()))
     };
     let settings = Settings {
         sink: format!("file:{}/{{name}}.ndjson", out.display()).parse::<SinkSpec>().unwrap(),
@@ -375,7 +391,9 @@ fn the_binary_runs_a_library_and_reloads_on_sighup() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut err = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .filter(|l| !l.as_ref().unwrap().starts_with("sysql: capturing since "));
     let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = err.next().unwrap().unwrap();
     assert!(first.starts_with("sysql: schedule: ") && first.contains("b.sql: syntax error"), "{first}");
@@ -400,4 +418,34 @@ fn the_binary_runs_a_library_and_reloads_on_sighup() {
     assert_eq!(status.code(), Some(0));
     let summary: Vec<String> = err.map(Result::unwrap).collect();
     assert!(summary.iter().any(|l| l.starts_with("sysql: schedule: marker-opens: ")), "{summary:?}");
+}
+
+/// A saved query is held to the same policy as the shell: one that would
+/// write a file is refused at load time with one line, nothing runs, and
+/// the exit status is 1.
+#[test]
+fn the_binary_refuses_a_saved_query_that_writes_a_file() {
+    use std::process::Command;
+    let dir = TempDir::new("schedule-copy");
+    let target = dir.join("pwned.csv");
+    let sql = format!("COPY (SELECT 'x') TO '{}' STORED AS CSV", target.display());
+    write(dir.path(), "copy.sql", "copy", "every 1s", "", &sql);
+    let out = Command::new(env!("CARGO_BIN_EXE_sysql"))
+        .args(["schedule", "--for", "5s", "--first-run", "1s"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err: Vec<String> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| !l.starts_with("sysql: capturing since "))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(out.status.code(), Some(1), "{err:?}");
+    assert_eq!(err.len(), 1, "{err:?}");
+    assert!(
+        err[0].starts_with("sysql: schedule: ")
+            && err[0].ends_with("copy.sql: COPY TO reads or writes files, which sysql refuses by default since it runs as root; start sysql with --allow-file-access to permit it"),
+        "{err:?}"
+    );
+    assert!(!target.exists(), "the file was written");
 }

@@ -53,16 +53,22 @@ fn a_storm_is_survived_answered_and_accounted_for() {
     assert_eq!(n("ours_distinct"), ours);
     assert!(ours > 0 && ours <= generated);
     assert!(ours + n("evicted") + lost >= generated, "unaccounted events");
-    // captured and lost_kernel count the whole table: exactly the workload's
-    // events plus the machine's own opens during the storm (0 when quiet)
+    // captured and lost_kernel count the whole table: the workload's events
+    // (the generator's own count of the opens it made) plus the machine's
+    // own opens during the storm, which are bounded by the rate measured
+    // before the storm (3x, plus 100, plus 1% of the workload)
     let others = n("captured") + lost - generated;
-    assert_eq!(n("captured_plus_lost") - generated, others);
-    assert!(others >= 0, "{} events neither captured nor counted lost", -others);
-    assert!(others <= n("others_bound"), "{others} more events counted than generated");
+    assert!(others >= 0, "{} events of the workload neither captured nor counted lost", -others);
+    assert!(others <= n("others_bound"), "{others} more events counted than the generator made");
 
-    // memory stayed under its caps
+    // memory stayed under its caps: history under its cap, the process under
+    // the cap plus what the rest of sysql holds (debug build, runtime, a
+    // 256 KiB ring mapped twice, the queries' results)
     assert!(n("history_bytes_max") as u64 <= CAP, "history over its cap");
     assert!((n("history_bytes_end") as u64) <= CAP);
+    let peak = n("max_rss_kib") as u64 * 1024;
+    println!("peak RSS {} MiB with a {} MiB history cap", peak >> 20, CAP >> 20);
+    assert!(peak <= CAP + (256 << 20), "sysql's peak RSS {} MiB is past its cap plus 256 MiB", peak >> 20);
 
     // the shell answered every query during the storm (the figure is
     // reported; the bound is only against a stall)

@@ -1,10 +1,12 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use datafusion::prelude::SessionContext;
+use futures::StreamExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use sysql_engine::query::{Policy, QuerySession};
 
 /// A directory removed when dropped.
 pub struct TempDir(PathBuf);
@@ -43,12 +45,34 @@ pub fn compile_probe(dir: &TempDir) -> PathBuf {
     exe
 }
 
+/// A session over a running capture, with the shell's policy.
+pub fn session(running: &sysql::app::Running) -> QuerySession {
+    running.session(Policy::shell(false)).unwrap()
+}
+
+/// Runs one bounded statement through the statement path and returns its batches.
+pub fn batches(rt: &tokio::runtime::Runtime, session: &QuerySession, sql: &str) -> Vec<RecordBatch> {
+    rt.block_on(async {
+        let mut stream = session.run(sql).await?;
+        let mut out = Vec::new();
+        while let Some(b) = stream.next().await {
+            out.push(b?);
+        }
+        Ok::<_, sysql_engine::query::QueryError>(out)
+    })
+    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
 /// Runs SQL and returns every row as strings (NULL for nulls).
-pub fn query(rt: &tokio::runtime::Runtime, ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
-    let batches = rt.block_on(async { ctx.sql(sql).await?.collect().await }).unwrap_or_else(|e| panic!("{sql}: {e}"));
+pub fn query(rt: &tokio::runtime::Runtime, session: &QuerySession, sql: &str) -> Vec<Vec<String>> {
+    rows(&batches(rt, session, sql))
+}
+
+/// Every row of some batches as strings (NULL for nulls).
+pub fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
     let opts = FormatOptions::default().with_null("NULL");
     let mut rows = Vec::new();
-    for b in &batches {
+    for b in batches {
         let fmts: Vec<_> = b.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap()).collect();
         for r in 0..b.num_rows() {
             rows.push(fmts.iter().map(|f| f.value(r).to_string()).collect());

@@ -21,13 +21,15 @@ const CAP_BPF: u32 = 39;
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error(
-        "permission denied: sysql needs root (or CAP_BPF and CAP_PERFMON) to load its eBPF programs; run it with sudo"
+        "permission denied: sysql needs root (or CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH) to load its eBPF programs; run it with sudo"
     )]
     NotPrivileged,
     #[error("kernel BTF not found at {0}: sysql needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
     NoBtf(String),
     #[error("tracefs is not mounted and mounting it failed ({0}); mount it with: mount -t tracefs nodev /sys/kernel/tracing")]
     NoTracefs(String),
+    #[error("tracefs is mounted at {0} but sysql cannot read it: without root, sysql needs CAP_DAC_READ_SEARCH (besides CAP_BPF and CAP_PERFMON) to read the tracepoint ids there")]
+    TracefsUnreadable(String),
     #[error(
         "tracepoint {0} not found: this kernel lacks it (sysql needs syscall tracepoints, CONFIG_FTRACE_SYSCALLS=y)"
     )]
@@ -81,6 +83,18 @@ fn tracefs_ready(dir: &Path) -> bool {
 fn ensure_tracefs() -> Result<(), SetupError> {
     if tracefs_ready(Path::new(TRACEFS)) || tracefs_ready(Path::new("/sys/kernel/debug/tracing")) {
         return Ok(());
+    }
+    // Mounted but not readable (tracefs is root's, mode 0700): mounting it
+    // again would not help.
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    if let Some(at) = mounts.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        let (_, dir, kind) = (f.next(), f.next(), f.next());
+        let dir = dir.unwrap_or_default();
+        // (a mount covered by a later one is listed too, but not there)
+        (kind == Some("tracefs") && Path::new(dir).is_dir()).then(|| dir.to_string())
+    }) {
+        return Err(SetupError::TracefsUnreadable(at));
     }
     nix::mount::mount(Some("nodev"), TRACEFS, Some("tracefs"), nix::mount::MsFlags::empty(), None::<&str>)
         .map_err(|e| SetupError::NoTracefs(e.desc().to_lowercase()))?;

@@ -16,6 +16,7 @@ pub mod live_table;
 pub mod names;
 pub mod payload;
 pub mod provider;
+pub mod query;
 pub mod redact;
 pub mod stats;
 pub mod window;
@@ -56,9 +57,12 @@ pub struct EngineConfig {
     /// How long ordered live streams (windows, joins) wait for stragglers:
     /// a syscall slower than this reaches them late and is counted as such.
     pub lateness: Duration,
-    /// Memory one query may use for its own state (hash tables, sorts); a
-    /// query that needs more fails with "resources exhausted".
+    /// Memory one statement may use (operator state, values its functions
+    /// build, results its front end holds); a statement that needs more
+    /// fails with "resources exhausted" (see [`query::memory`]).
     pub query_memory_bytes: usize,
+    /// Memory all running statements share.
+    pub queries_memory_bytes: usize,
     /// Patterns whose matches in `execs.argv` are stored as `***`.
     pub redact_argv: Arc<redact::ArgvRedaction>,
     /// What is kept of socket payloads (redaction).
@@ -76,6 +80,7 @@ impl Default for EngineConfig {
             live_flush_interval: Duration::from_millis(10),
             lateness: Duration::from_millis(200),
             query_memory_bytes: 2 << 30,
+            queries_memory_bytes: 4 << 30,
             redact_argv: Arc::new(redact::ArgvRedaction::defaults()),
             payload: payload::PayloadConfig::default(),
         }
@@ -84,23 +89,23 @@ impl Default for EngineConfig {
 
 /// The event tables and their schemas.
 pub fn event_tables() -> [(Table, SchemaRef); sysql_events::TABLE_COUNT] {
-    [
-        (Table::Opens, event::opens::schema()),
-        (Table::Connects, event::connects::schema()),
-        (Table::Execs, event::execs::schema()),
-        (Table::HttpRequests, event::http_requests::schema()),
-        (Table::DbQueries, event::db_queries::schema()),
-        (Table::DnsQueries, event::dns_queries::schema()),
-    ]
+    Table::ALL.map(|t| (t, event::schema(t)))
 }
+
+/// What a bounded statement waits for before it runs: every event captured
+/// up to now in the tables (the capture's sync).
+pub type SyncFn = Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 
 /// Shared state behind the tables; cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
-    config: EngineConfig,
+    config: Arc<EngineConfig>,
     history: Arc<History>,
     live: Arc<LiveHub>,
     stats: Arc<Stats>,
+    budget: Arc<query::memory::QueryBudget>,
+    process_limit: Arc<query::memory::ProcessLimit>,
+    sync: Arc<std::sync::OnceLock<SyncFn>>,
 }
 
 impl Engine {
@@ -110,7 +115,45 @@ impl Engine {
         let history = Arc::new(History::new(retention, config.memory_cap_bytes, stats.clone()));
         let lateness = i64::try_from(config.lateness.as_nanos()).unwrap_or(i64::MAX);
         let live = Arc::new(LiveHub::new(lateness, stats.clone()));
-        Engine { config, history, live, stats }
+        let budget = Arc::new(query::memory::QueryBudget::new(config.queries_memory_bytes));
+        let process_limit =
+            Arc::new(query::memory::ProcessLimit::new(config.memory_cap_bytes, config.queries_memory_bytes));
+        Engine {
+            config: Arc::new(config),
+            history,
+            live,
+            stats,
+            budget,
+            process_limit,
+            sync: Arc::new(std::sync::OnceLock::new()),
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Memory all running statements share.
+    pub fn budget(&self) -> &Arc<query::memory::QueryBudget> {
+        &self.budget
+    }
+
+    /// The process's memory limit, checked between a statement's batches.
+    pub fn process_limit(&self) -> &query::memory::ProcessLimit {
+        &self.process_limit
+    }
+
+    /// Sets what bounded statements wait for before they run (once).
+    pub fn set_sync(&self, sync: SyncFn) {
+        let _ = self.sync.set(sync);
+    }
+
+    /// Waits until every event captured up to now is in the tables (at once
+    /// if nothing feeds the engine).
+    pub async fn sync(&self) {
+        if let Some(sync) = self.sync.get() {
+            sync().await;
+        }
     }
 
     /// The writer that feeds this engine. Use one at a time.
@@ -133,7 +176,8 @@ impl Engine {
     /// A SQL session with every table registered.
     pub fn session(&self) -> datafusion::error::Result<SessionContext> {
         // The engine rides along, so the shell can reach live streams.
-        let config = SessionConfig::new().with_information_schema(true).with_extension(Arc::new(self.clone()));
+        let mut config = SessionConfig::new().with_information_schema(true).with_extension(Arc::new(self.clone()));
+        config.options_mut().extensions.insert(query::memory::QueryMemory::default());
         // No spilling to temporary files: sysql runs as root and writes no
         // files of its own accord; a query past its memory fails instead.
         let runtime = RuntimeEnvBuilder::new()
@@ -149,6 +193,8 @@ impl Engine {
             .with_physical_optimizer_rule(Arc::new(join::LiveJoinRule))
             .build();
         let ctx = SessionContext::new_with_state(state);
+        // Functions that build values check them against the statement's memory.
+        query::memory::guard_functions(&ctx);
         // `%`-only LIKE patterns in WHERE clauses match segment by segment (like.rs).
         let like = like::SegmentLike::udf();
         ctx.register_udf(like.as_ref().clone());
@@ -157,6 +203,7 @@ impl Engine {
             ctx.register_table(table.name(), Arc::new(HistoryTable::new(table, schema, self.history.clone())))?;
         }
         ctx.register_table("sysql_stats", Arc::new(StatsTable::new(self.stats.clone(), self.history.clone())))?;
+        ctx.register_table("sysql_columns", Arc::new(provider::columns_table()?))?;
         let catalog = ctx.catalog("datafusion").expect("the default catalog exists");
         catalog.register_schema("live", Arc::new(MemorySchemaProvider::new()))?;
         for (table, schema) in event_tables() {

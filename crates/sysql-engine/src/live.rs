@@ -102,6 +102,10 @@ impl LiveHub {
     pub fn subscribe(&self, table: Table, ordered: bool, now_ns: i64) -> (mpsc::Receiver<LiveItem>, i64) {
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         let mut hub = self.lock(table);
+        // Subscriptions that ended since the last batch are gone now: with
+        // none left, an ordered stream starts from the clock again.
+        hub.raw.retain(|tx| !tx.is_closed());
+        hub.ordered.retain(|tx| !tx.is_closed());
         if ordered {
             if hub.ordered.is_empty() {
                 hub.watermark = now_ns - self.lateness_ns;
@@ -111,6 +115,12 @@ impl LiveHub {
             hub.raw.push(tx);
         }
         (rx, hub.watermark)
+    }
+
+    /// How many subscriptions `table` has.
+    pub fn subscribers(&self, table: Table) -> usize {
+        let hub = self.lock(table);
+        hub.raw.iter().chain(&hub.ordered).filter(|tx| !tx.is_closed()).count()
     }
 
     /// True if anyone listens to `table` (the writer skips the work if not).

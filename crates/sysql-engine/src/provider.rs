@@ -5,11 +5,11 @@
 //! folded to a literal) skip batches outside the range. The filter is
 //! `Inexact`: DataFusion still applies it row by row above the scan.
 
+use crate::event::columns::ColumnDef;
 use crate::history::History;
 use crate::stats::Stats;
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, StringBuilder, TimestampNanosecondBuilder, UInt64Builder};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{Result, ScalarValue};
@@ -140,6 +140,25 @@ fn split_even(batches: Vec<RecordBatch>, n: usize) -> Vec<Vec<RecordBatch>> {
     out
 }
 
+crate::columns! {
+    /// The columns of `sysql_stats`.
+    pub struct StatsColumns {
+        table_name: Utf8, not null, "`opens`, `connects`, `execs`, `http_requests`, `db_queries`, `dns_queries`";
+        captured: UInt64, not null, "events decoded into the table";
+        lost_kernel: UInt64, not null, "events the kernel programs could not put in the ring buffer (it was full)";
+        lost_user: UInt64, not null, "rows a live query did not get because it fell behind (its queue of 1024 batches was full); history still has them";
+        decode_errors: UInt64, not null, "records too short for their kind";
+        truncated: UInt64, not null, "events with a truncated field (path, argv, address)";
+        evicted: UInt64, not null, "events removed from history because of the memory cap";
+        expired: UInt64, not null, "events removed from history because they were older than the retention period";
+        late: UInt64, not null, "events that reached the live reorder buffer after the watermark had passed them (a syscall slower than the 200 ms lateness): left out of ordered live streams and windows, still in history";
+        history_rows: UInt64, not null, "events held in history now";
+        history_bytes: UInt64, not null, "memory held by those events";
+        oldest: Ts, null, "`ts` of the oldest event held, `NULL` if none";
+        newest: Ts, null, "`ts` of the newest event held, `NULL` if none";
+    }
+}
+
 /// `sysql_stats`: one row per table, built at scan time from the counters.
 #[derive(Debug)]
 pub struct StatsTable {
@@ -154,68 +173,97 @@ impl StatsTable {
     }
 
     pub fn table_schema() -> SchemaRef {
-        let ts = crate::event::ts_type();
-        let count = |name| Field::new(name, DataType::UInt64, false);
-        Arc::new(Schema::new(vec![
-            Field::new("table_name", DataType::Utf8, false),
-            count("captured"),
-            count("lost_kernel"),
-            count("lost_user"),
-            count("decode_errors"),
-            count("truncated"),
-            count("evicted"),
-            count("expired"),
-            count("late"),
-            count("history_rows"),
-            count("history_bytes"),
-            Field::new("oldest", ts.clone(), true),
-            Field::new("newest", ts, true),
-        ]))
+        Arc::new(Schema::new(StatsColumns::COLUMNS.iter().map(ColumnDef::field).collect::<Vec<_>>()))
     }
 
     fn batch(&self) -> Result<RecordBatch> {
-        let mut name = StringBuilder::new();
-        let mut counts: Vec<UInt64Builder> = (0..10).map(|_| UInt64Builder::new()).collect();
-        let mut oldest = TimestampNanosecondBuilder::new().with_timezone("UTC");
-        let mut newest = TimestampNanosecondBuilder::new().with_timezone("UTC");
+        let mut c = StatsColumns::new(Table::ALL.len() + 1);
+        let mut rows = 0;
         for t in Table::ALL {
             let s = self.stats.table(t);
             let u = self.history.usage(t);
-            name.append_value(t.name());
-            let values = [
-                s.captured.load(Relaxed),
-                s.lost_kernel.load(Relaxed),
-                s.lost_user.load(Relaxed),
-                s.decode_errors.load(Relaxed),
-                s.truncated.load(Relaxed),
-                s.evicted.load(Relaxed),
-                s.expired.load(Relaxed),
-                s.late.load(Relaxed),
-                u.rows,
-                u.bytes,
-            ];
-            for (b, v) in counts.iter_mut().zip(values) {
-                b.append_value(v);
-            }
-            oldest.append_option(u.oldest);
-            newest.append_option(u.newest);
+            c.table_name.append_value(t.name());
+            c.captured.append_value(s.captured.load(Relaxed));
+            c.lost_kernel.append_value(s.lost_kernel.load(Relaxed));
+            c.lost_user.append_value(s.lost_user.load(Relaxed));
+            c.decode_errors.append_value(s.decode_errors.load(Relaxed));
+            c.truncated.append_value(s.truncated.load(Relaxed));
+            c.evicted.append_value(s.evicted.load(Relaxed));
+            c.expired.append_value(s.expired.load(Relaxed));
+            c.late.append_value(s.late.load(Relaxed));
+            c.history_rows.append_value(u.rows);
+            c.history_bytes.append_value(u.bytes);
+            c.oldest.append_option(u.oldest);
+            c.newest.append_option(u.newest);
+            rows += 1;
         }
         let unknown = self.stats.unknown_records.load(Relaxed);
         if unknown > 0 {
             // records too garbled to say which table they were for
-            name.append_value("(unknown)");
-            for (i, b) in counts.iter_mut().enumerate() {
-                b.append_value(if i == 3 { unknown } else { 0 });
+            c.table_name.append_value("(unknown)");
+            for b in [
+                &mut c.captured,
+                &mut c.lost_kernel,
+                &mut c.lost_user,
+                &mut c.truncated,
+                &mut c.evicted,
+                &mut c.expired,
+                &mut c.late,
+                &mut c.history_rows,
+                &mut c.history_bytes,
+            ] {
+                b.append_value(0);
             }
-            oldest.append_null();
-            newest.append_null();
+            c.decode_errors.append_value(unknown);
+            c.oldest.append_null();
+            c.newest.append_null();
+            rows += 1;
         }
-        let mut arrays: Vec<ArrayRef> = vec![Arc::new(name.finish())];
-        arrays.extend(counts.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-        arrays.push(Arc::new(oldest.finish()));
-        arrays.push(Arc::new(newest.finish()));
-        Ok(RecordBatch::try_new(self.schema.clone(), arrays)?)
+        Ok(RecordBatch::try_new(self.schema.clone(), c.finish(rows))?)
     }
+}
+
+crate::columns! {
+    /// The columns of `sysql_columns`.
+    pub struct ColumnsColumns {
+        table_name: Utf8, not null, "the table: `opens`, `live.opens`, `sysql_stats`, ...";
+        column_name: Utf8, not null, "the column";
+        data_type: Utf8, not null, "its Arrow type";
+        nullable: Boolean, not null, "whether it may be `NULL`";
+        description: Utf8, not null, "what it holds (the same line as in docs/tables/)";
+    }
+}
+
+/// `sysql_columns`: every column of sysql's own tables with its
+/// description, from the tables' column lists (for `\d` and the Postgres
+/// catalog's column comments).
+pub fn columns_table() -> Result<datafusion::datasource::MemTable> {
+    let schema = Arc::new(Schema::new(ColumnsColumns::COLUMNS.iter().map(ColumnDef::field).collect::<Vec<_>>()));
+    let mut c = ColumnsColumns::new(256);
+    let mut rows = 0;
+    let mut add = |table: &str, col: &ColumnDef| {
+        c.table_name.append_value(table);
+        c.column_name.append_value(col.name);
+        c.data_type.append_value(col.kind.data_type().to_string());
+        c.nullable.append_value(col.nullable);
+        c.description.append_value(col.doc);
+        rows += 1;
+    };
+    for t in Table::ALL {
+        let def = crate::event::table_def(t);
+        for col in def.all_columns() {
+            add(t.name(), col);
+            add(&format!("live.{}", t.name()), col);
+        }
+    }
+    for col in StatsColumns::COLUMNS {
+        add("sysql_stats", col);
+    }
+    for col in ColumnsColumns::COLUMNS {
+        add("sysql_columns", col);
+    }
+    let batch = RecordBatch::try_new(schema.clone(), c.finish(rows))?;
+    datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]])
 }
 
 #[async_trait]
@@ -242,7 +290,7 @@ impl TableProvider for StatsTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::array::{ArrayRef, Int64Array};
 
     fn batch(first: i64, rows: i64) -> RecordBatch {
         let col: ArrayRef = Arc::new(Int64Array::from_iter_values(first..first + rows));

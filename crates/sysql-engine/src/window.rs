@@ -16,16 +16,18 @@
 
 use crate::live::LiveItem;
 use crate::live_table::now_ns;
+use crate::query::{PRIVATE_CATALOG, PRIVATE_SCHEMA};
 use crate::{event_tables, Engine};
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, TimestampNanosecondArray, UInt64Array};
 use datafusion::arrow::compute::and;
 use datafusion::arrow::compute::kernels::cmp::{gt_eq, lt};
 use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::TableReference;
 use datafusion::common::{plan_err, DataFusionError, Result, ScalarValue};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::parser::{DFParser, Statement as DFStatement};
+use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     visit_expressions_mut, visit_relations_mut, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
     Ident, ObjectName, SetExpr, Statement, TableFactor,
@@ -64,7 +66,20 @@ pub struct WindowQuery {
     pub keys: Vec<String>,
 }
 
-const WINDOW_TABLE: &str = "__window";
+/// The table holding one window's rows, in the statement's private schema
+/// (see [`crate::query`]).
+pub const WINDOW_TABLE: &str = "__window";
+/// Session windows' buffered rows, in the same schema.
+const SESSION_BUFFER: &str = "__session_buffer";
+
+/// A private table's name, as SQL.
+fn private_name(table: &str) -> ObjectName {
+    ObjectName::from(vec![Ident::new(PRIVATE_CATALOG), Ident::new(PRIVATE_SCHEMA), Ident::new(table)])
+}
+
+fn private_ref(table: &str) -> TableReference {
+    TableReference::full(PRIVATE_CATALOG, PRIVATE_SCHEMA, table)
+}
 
 fn ident_name(e: &Expr) -> Option<String> {
     match e {
@@ -116,14 +131,11 @@ fn live_table(select: &datafusion::sql::sqlparser::ast::Select) -> Option<Table>
     event_tables().into_iter().map(|(t, _)| t).find(|t| t.name() == table)
 }
 
-/// Recognises a live windowed query. `Ok(None)`: not one (run it as usual).
-pub async fn plan(ctx: &SessionContext, sql: &str) -> Result<Option<WindowQuery>> {
-    let Ok(mut statements) = DFParser::parse_sql(sql) else { return Ok(None) };
-    if statements.len() != 1 {
-        return Ok(None);
-    }
-    let Some(DFStatement::Statement(stmt)) = statements.pop_front() else { return Ok(None) };
-    let mut stmt = *stmt;
+/// Recognises a live windowed query: a SELECT from one live table whose
+/// GROUP BY holds a window call. `Ok(None)`: not one (run it as usual).
+pub async fn plan(ctx: &SessionContext, statement: &DFStatement) -> Result<Option<WindowQuery>> {
+    let DFStatement::Statement(stmt) = statement else { return Ok(None) };
+    let mut stmt = stmt.as_ref().clone();
     let Statement::Query(query) = &stmt else { return Ok(None) };
     let SetExpr::Select(select) = query.body.as_ref() else { return Ok(None) };
     let Some(table) = live_table(select) else { return Ok(None) };
@@ -153,8 +165,13 @@ pub async fn plan(ctx: &SessionContext, sql: &str) -> Result<Option<WindowQuery>
         }
         ControlFlow::<()>::Continue(())
     });
+    // Only the live table becomes the window: other relations (a view in
+    // a subquery) stay what they are.
     let _ = visit_relations_mut(&mut stmt, |name| {
-        *name = ObjectName::from(vec![Ident::new(WINDOW_TABLE)]);
+        let parts: Vec<String> = name.0.iter().map(|p| p.to_string().to_lowercase()).collect();
+        if parts == ["live", table.name()] {
+            *name = private_name(WINDOW_TABLE);
+        }
         ControlFlow::<()>::Continue(())
     });
     if let Statement::Query(q) = &mut stmt {
@@ -190,9 +207,10 @@ async fn interval_ns(ctx: &SessionContext, e: &Expr) -> Result<i64> {
 }
 
 /// The schema of `__window`: the table's columns and the window columns.
-fn window_schema(table: SchemaRef) -> SchemaRef {
+pub fn window_schema(table: Table) -> SchemaRef {
     let ts = crate::event::ts_type();
-    let mut fields: Vec<Field> = table.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let schema = crate::event::schema(table);
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new("window_start", ts.clone(), false));
     fields.push(Field::new("window_end", ts, false));
     fields.push(Field::new("window_lost", DataType::UInt64, false));
@@ -207,8 +225,8 @@ pub async fn run(
     q: &WindowQuery,
     mut out: impl FnMut(RecordBatch) -> Result<()>,
 ) -> Result<()> {
-    let schema = event_tables().into_iter().find(|(t, _)| *t == q.table).map(|(_, s)| s).expect("known table");
-    let wschema = window_schema(schema.clone());
+    let schema = crate::event::schema(q.table);
+    let wschema = window_schema(q.table);
     let (slide, width) = match q.kind {
         WindowKind::Tumble { width } => (width, width),
         WindowKind::Hop { slide, width } => (slide, width),
@@ -256,7 +274,6 @@ async fn run_sessions(
     gap: i64,
     mut out: impl FnMut(RecordBatch) -> Result<()>,
 ) -> Result<()> {
-    const BUFFER: &str = "__session_buffer";
     let (mut rx, wm0) = engine.live().subscribe(q.table, true, now_ns());
     let mut losses = LossClock::new(engine, q.table, wm0);
     let mut buffer: Vec<RecordBatch> = Vec::new();
@@ -268,12 +285,13 @@ async fn run_sessions(
     let sessions_sql = format!(
         "WITH marked AS (SELECT *, CASE WHEN lag(ts) OVER ({partition} ORDER BY ts) IS NULL \
                  OR ts > lag(ts) OVER ({partition} ORDER BY ts) + arrow_cast({gap}, 'Duration(Nanosecond)') \
-                 THEN 1 ELSE 0 END AS __new FROM {BUFFER}), \
+                 THEN 1 ELSE 0 END AS __new FROM {buffer}), \
               numbered AS (SELECT *, sum(__new) OVER ({partition} ORDER BY ts ROWS UNBOUNDED PRECEDING) AS __sid FROM marked) \
          SELECT {columns}, \
                 min(ts) OVER ({p2} __sid) AS window_start, \
                 max(ts) OVER ({p2} __sid) + arrow_cast({gap}, 'Duration(Nanosecond)') AS window_end \
          FROM numbered",
+        buffer = private_name(SESSION_BUFFER),
         p2 = if q.keys.is_empty() { "PARTITION BY".to_string() } else { format!("PARTITION BY {},", q.keys.join(", ")) },
     );
     while let Some(wm) = next_watermark(&mut rx, &mut buffer, &mut losses).await {
@@ -287,8 +305,8 @@ async fn run_sessions(
             continue;
         }
         let all = concat_batches(schema, &buffer)?;
-        ctx.deregister_table(BUFFER)?;
-        ctx.register_table(BUFFER, Arc::new(MemTable::try_new(schema.clone(), vec![vec![all]])?))?;
+        ctx.deregister_table(private_ref(SESSION_BUFFER))?;
+        ctx.register_table(private_ref(SESSION_BUFFER), Arc::new(MemTable::try_new(schema.clone(), vec![vec![all]])?))?;
         let split = ctx.sql(&sessions_sql).await?.collect().await?;
         let mut closed = Vec::new();
         buffer.clear();
@@ -357,8 +375,8 @@ async fn evaluate(
     sql: &str,
     out: &mut impl FnMut(RecordBatch) -> Result<()>,
 ) -> Result<()> {
-    ctx.deregister_table(WINDOW_TABLE)?;
-    ctx.register_table(WINDOW_TABLE, Arc::new(MemTable::try_new(wschema.clone(), vec![vec![window]])?))?;
+    ctx.deregister_table(private_ref(WINDOW_TABLE))?;
+    ctx.register_table(private_ref(WINDOW_TABLE), Arc::new(MemTable::try_new(wschema.clone(), vec![vec![window]])?))?;
     for b in ctx.sql(sql).await?.collect().await? {
         out(b)?;
     }

@@ -1,72 +1,90 @@
-//! Keeps docs/ true: every column of every table is documented, and every
-//! documented column exists.
+//! Keeps docs/ true: each table's page lists exactly the columns of the
+//! table's column list, in order, with the list's type and doc line (the
+//! same line `\d` shows), and docs/tables.md lists every table with the
+//! line each table's definition gives.
 
-use datafusion::arrow::datatypes::{DataType, TimeUnit};
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use sysql_engine::{event, event_tables, provider::StatsTable};
+use sysql_engine::event::columns::ColumnDef;
+use sysql_engine::event::{table_def, CommonColumns};
+use sysql_engine::provider::{ColumnsColumns, StatsColumns};
+use sysql_events::Table;
 
-/// The documented columns of a page: name and type (as written in the
-/// type cell, when it is one).
-fn documented_types(page: &str) -> BTreeMap<String, String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs").join(page);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+fn page(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The rows of a page's column table: name, type, meaning (Markdown, with
+/// `\|` unescaped).
+fn documented(text: &str) -> Vec<(String, String, String)> {
     text.lines()
-        .filter_map(|l| l.strip_prefix("| `"))
-        .filter_map(|l| l.split_once("` |"))
-        .map(|(name, rest)| {
-            let ty = rest.trim_start().strip_prefix('`').and_then(|t| t.split_once('`')).map(|(t, _)| t.to_string());
-            (name.to_string(), ty.unwrap_or_default())
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| {
+            let cells: Vec<String> = split_cells(l);
+            let name = cells[0].trim_matches('`').to_string();
+            let ty = cells.get(1).map(|t| t.trim_matches('`').to_string()).unwrap_or_default();
+            let meaning = cells.get(2).cloned().unwrap_or_default();
+            (name, ty, meaning)
         })
         .collect()
 }
 
-fn documented(page: &str) -> BTreeSet<String> {
-    documented_types(page).into_keys().collect()
+/// Splits a Markdown table row at unescaped `|`.
+fn split_cells(line: &str) -> Vec<String> {
+    let inner = line.trim().trim_start_matches('|').trim_end_matches('|');
+    let mut cells = vec![String::new()];
+    let mut chars = inner.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'|') => {
+                cells.last_mut().unwrap().push('|');
+                chars.next();
+            }
+            '|' => cells.push(String::new()),
+            c => cells.last_mut().unwrap().push(c),
+        }
+    }
+    cells.into_iter().map(|c| c.trim().to_string()).collect()
 }
 
 /// A type as the docs write it.
-fn doc_type(ty: &DataType) -> String {
-    match ty {
-        DataType::Timestamp(TimeUnit::Nanosecond, Some(tz)) => format!("Timestamp(ns, {tz})"),
+fn doc_type(c: &ColumnDef) -> String {
+    match c.kind.data_type() {
+        datafusion::arrow::datatypes::DataType::Timestamp(_, Some(tz)) => format!("Timestamp(ns, {tz})"),
         other => other.to_string(),
     }
 }
 
-#[test]
-fn every_documented_type_is_the_schema_type() {
-    let mut pages = vec![("tables.md".to_string(), event::common_fields())];
-    for (t, s) in event_tables() {
-        pages.push((format!("tables/{}.md", t.name()), s.fields().iter().map(|f| f.as_ref().clone()).collect()));
-    }
-    for (page, fields) in pages {
-        let docs = documented_types(&page);
-        for f in fields {
-            if let Some(ty) = docs.get(f.name()) {
-                assert_eq!(ty, &doc_type(f.data_type()), "docs/{page}: type of {}", f.name());
-            }
-        }
+fn check(page_name: &str, rows: Vec<(String, String, String)>, columns: &[ColumnDef]) {
+    let want: Vec<(String, String, String)> =
+        columns.iter().map(|c| (c.name.to_string(), doc_type(c), c.doc.to_string())).collect();
+    let names = |v: &[(String, String, String)]| v.iter().map(|r| r.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&rows), names(&want), "docs/{page_name}: the columns differ from the table's column list");
+    for (doc, list) in rows.iter().zip(&want) {
+        assert_eq!(doc.1, list.1, "docs/{page_name}: type of {}", doc.0);
+        assert_eq!(doc.2, list.2, "docs/{page_name}: meaning of {} differs from its doc line", doc.0);
     }
 }
 
 #[test]
-fn every_column_is_documented_and_every_documented_column_exists() {
-    let common: BTreeSet<String> = event::common_fields().iter().map(|f| f.name().clone()).collect();
-    let index = documented("tables.md");
-    assert!(common.is_subset(&index), "common columns missing from docs/tables.md: {:?}", common.difference(&index));
-
-    let mut tables: Vec<(String, BTreeSet<String>)> = event_tables()
-        .iter()
-        .map(|(t, s)| {
-            let own = s.fields().iter().map(|f| f.name().clone()).filter(|n| !common.contains(n)).collect();
-            (t.name().to_string(), own)
-        })
-        .collect();
-    tables.push(("sysql_stats".into(), StatsTable::table_schema().fields().iter().map(|f| f.name().clone()).collect()));
-
-    for (name, columns) in tables {
-        assert!(index.contains(&name), "docs/tables.md does not list table {name}");
-        let page = documented(&format!("tables/{name}.md"));
-        assert_eq!(columns, page, "docs/tables/{name}.md columns differ from the schema");
+fn every_page_matches_its_column_list() {
+    // docs/tables.md: the list of tables (name, what a row is, its page),
+    // then the columns every event table has.
+    let index = page("tables.md");
+    let (list, common) =
+        index.split_once("## Columns every event table has").expect("docs/tables.md: the common columns");
+    check("tables.md", documented(common), CommonColumns::COLUMNS);
+    let rows: Vec<Vec<String>> = list.lines().filter(|l| l.starts_with("| `")).map(split_cells).collect();
+    for t in Table::ALL {
+        let def = table_def(t);
+        let name = format!("`{}`", t.name());
+        let line =
+            rows.iter().find(|r| r[0] == name).unwrap_or_else(|| panic!("docs/tables.md does not list {}", t.name()));
+        assert_eq!(line[1], def.doc, "docs/tables.md: the line of {}", t.name());
+        check(&format!("tables/{}.md", t.name()), documented(&page(&format!("tables/{}.md", t.name()))), def.columns);
+    }
+    for (name, columns) in [("sysql_stats", StatsColumns::COLUMNS), ("sysql_columns", ColumnsColumns::COLUMNS)] {
+        assert!(rows.iter().any(|r| r[0] == format!("`{name}`")), "docs/tables.md does not list {name}");
+        check(&format!("tables/{name}.md"), documented(&page(&format!("tables/{name}.md"))), columns);
     }
 }

@@ -1,16 +1,27 @@
 //! Every saved query in sql-examples/ has a name and description header, and
-//! plans and runs over a synthetic capture that holds an answer for each. A
-//! new file is covered without editing this test.
+//! runs, through the statement path and the policy saved queries have, over
+//! a synthetic capture that holds an answer for each, and gives exactly
+//! the rows written for it in `tests/examples.expected`. A new file fails
+//! until its answer is written there (the failure shows what it gave).
 
-use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::arrow::array::TimestampNanosecondArray;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use futures::StreamExt;
+use std::collections::BTreeMap;
 use std::path::Path;
+use sysql_engine::query::{Policy, QuerySession};
 use sysql_engine::{Engine, EngineConfig};
 use sysql_events::*;
 
-fn synthetic_engine() -> Engine {
+/// The synthetic boot time: a whole second, 100 s ago. Events are at boot
+/// + 1..60 s; timestamps in results are shown as `boot+Ns`.
+fn boot() -> i64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
-    // boot time 100 s ago; events at boot + 1..60 s
-    let engine = Engine::new(EngineConfig { clock_offset_ns: now - 100_000_000_000, ..EngineConfig::default() });
+    (now / 1_000_000_000 - 100) * 1_000_000_000
+}
+
+fn synthetic_engine(boot: i64) -> Engine {
+    let engine = Engine::new(EngineConfig { clock_offset_ns: boot, ..EngineConfig::default() });
     let mut ingest = engine.ingest();
     let header = |kind, i: u64, comm: &str, ret: i64| {
         let mut h: Header = zeroed();
@@ -92,6 +103,56 @@ fn synthetic_engine() -> Engine {
     engine
 }
 
+/// A result as lines of ` | `-joined values, timestamps relative to boot.
+fn render(batches: &[datafusion::arrow::record_batch::RecordBatch], boot: i64) -> Vec<String> {
+    let opts = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for b in batches {
+        let cols: Vec<Vec<String>> = b
+            .columns()
+            .iter()
+            .map(|c| match c.as_any().downcast_ref::<TimestampNanosecondArray>() {
+                Some(ts) => (0..ts.len())
+                    .map(|r| {
+                        if ts.is_null(r) {
+                            "NULL".into()
+                        } else {
+                            format!("boot+{}s", (ts.value(r) - boot) as f64 / 1e9)
+                        }
+                    })
+                    .collect(),
+                None => {
+                    let f = ArrayFormatter::try_new(c.as_ref(), &opts).unwrap();
+                    (0..c.len()).map(|r| f.value(r).to_string()).collect()
+                }
+            })
+            .collect();
+        for r in 0..b.num_rows() {
+            rows.push(cols.iter().map(|c| c[r].as_str()).collect::<Vec<_>>().join(" | "));
+        }
+    }
+    rows
+}
+
+/// `tests/examples.expected`: `== file.sql` lines, each followed by its rows.
+fn expected() -> BTreeMap<String, Vec<String>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/examples.expected");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut current = None;
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("== ") {
+            current = Some(name.trim().to_string());
+            out.entry(name.trim().to_string()).or_default();
+        } else if let (Some(name), false) = (&current, line.trim().is_empty() || line.starts_with('#')) {
+            out.get_mut(name).unwrap().push(line.trim().to_string());
+        }
+    }
+    out
+}
+
+use datafusion::arrow::array::Array;
+
 #[test]
 fn every_saved_query_plans_runs_and_answers() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sql-examples");
@@ -102,27 +163,48 @@ fn every_saved_query_plans_runs_and_answers() {
         .collect();
     files.sort();
     assert!(files.len() >= 3, "sql-examples/ is nearly empty");
-    let engine = synthetic_engine();
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let boot = boot();
+    let engine = synthetic_engine(boot);
+    let expected = expected();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let mut failures = Vec::new();
     for file in files {
         let sql = std::fs::read_to_string(&file).unwrap();
         let header = |key: &str| sql.lines().find_map(|l| l.strip_prefix(&format!("-- {key}:")).map(str::trim));
-        // Live queries never end: tests/schedule.rs plans them.
+        assert!(header("name").is_some_and(|n| !n.is_empty()), "{}: no '-- name:' line", file.display());
+        assert!(header("description").is_some_and(|n| !n.is_empty()), "{}: no '-- description:' line", file.display());
+        // Live queries never end: tests/schedule.rs runs them.
         if header("schedule").is_some_and(|s| s.eq_ignore_ascii_case("live")) {
             continue;
         }
-        assert!(header("name").is_some_and(|n| !n.is_empty()), "{}: no '-- name:' line", file.display());
-        assert!(header("description").is_some_and(|n| !n.is_empty()), "{}: no '-- description:' line", file.display());
-        let ctx = engine.session().unwrap();
+        let session = QuerySession::new(&engine, Policy::default()).unwrap();
         let batches = rt
-            .block_on(async { ctx.sql(&sql).await?.collect().await })
+            .block_on(async {
+                let mut stream = session.run(&sql).await?;
+                let mut out = Vec::new();
+                while let Some(b) = stream.next().await {
+                    out.push(b?);
+                }
+                Ok::<_, sysql_engine::query::QueryError>(out)
+            })
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        assert!(
-            rows > 0,
-            "{} answered nothing over the synthetic capture:\n{}",
-            file.display(),
-            pretty_format_batches(&batches).unwrap()
-        );
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        // in any order: a query's ORDER BY may leave ties
+        let mut got = render(&batches, boot);
+        got.sort();
+        let want = expected.get(&name).map(|w| {
+            let mut w = w.clone();
+            w.sort();
+            w
+        });
+        match want.as_ref() {
+            Some(want) if *want == got => {}
+            Some(want) => {
+                failures.push(format!("{name}: expected\n  {}\ngot\n  {}", want.join("\n  "), got.join("\n  ")))
+            }
+            None => failures
+                .push(format!("{name}: no answer in tests/examples.expected; it gave\n== {name}\n{}", got.join("\n"))),
+        }
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

@@ -6,8 +6,10 @@
 
 use datafusion::arrow::array::{Array, TimestampNanosecondArray};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use futures::StreamExt;
 use std::time::Duration;
 use sysql_engine::live::LiveItem;
+use sysql_engine::query::{Kind, Policy, QuerySession};
 use sysql_engine::{window, Engine, EngineConfig};
 use sysql_events::*;
 
@@ -89,32 +91,40 @@ async fn reorder_buffer_sorts_shuffled_input_and_counts_late_rows() {
     assert_eq!(engine.stats().table(Table::Opens).late.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
 
-/// Runs a live window query, feeds it with `feed` (which returns the time to
-/// advance the watermark to), and collects every row it prints.
+/// Waits until `table` has `n` live subscribers (a statement's scans have
+/// started).
+async fn subscribed(engine: &Engine, table: Table, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while engine.live().subscribers(table) < n {
+        assert!(std::time::Instant::now() < deadline, "no live subscription to {}", table.name());
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Parses one statement.
+fn statement(sql: &str) -> datafusion::sql::parser::Statement {
+    datafusion::sql::parser::DFParser::parse_sql(sql).unwrap().pop_front().unwrap()
+}
+
+/// Runs a live window query through the statement path, feeds it with
+/// `feed` (which returns the time to advance the watermark to), and
+/// collects every row it gives.
 async fn run_window(engine: &Engine, sql: &str, feed: impl FnOnce(&Engine) -> i64) -> Vec<Vec<String>> {
-    let ctx = engine.session().unwrap();
-    let q = window::plan(&ctx, sql).await.unwrap().expect("a live window query");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let (e2, c2) = (engine.clone(), ctx.clone());
-    let task = tokio::spawn(async move {
-        window::run(&e2, &c2, &q, |batch| {
-            let _ = tx.send(batch);
-            Ok(())
-        })
-        .await
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await; // subscribed
+    let session = QuerySession::new(engine, Policy::shell(false)).unwrap();
+    let mut stream = session.run(sql).await.unwrap();
+    assert_eq!(stream.kind(), Kind::Window, "{sql}");
+    subscribed(engine, Table::Opens, 1).await;
     let until = feed(engine);
     engine.live().advance(until);
     let mut rows = Vec::new();
     let opts = FormatOptions::default().with_null("NULL");
-    while let Ok(Some(batch)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+    while let Ok(Some(batch)) = tokio::time::timeout(Duration::from_millis(500), stream.next()).await {
+        let batch = batch.unwrap();
         let f: Vec<_> = batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap()).collect();
         for r in 0..batch.num_rows() {
             rows.push(f.iter().map(|x| x.value(r).to_string()).collect());
         }
     }
-    task.abort();
     rows
 }
 
@@ -204,9 +214,10 @@ async fn non_window_queries_are_not_taken_for_windows() {
         "SELECT ts, path FROM live.opens WHERE ret < 0",
         "SELECT comm, count(*) FROM live.opens GROUP BY comm",
     ] {
-        assert!(window::plan(&ctx, sql).await.unwrap().is_none(), "{sql}");
+        assert!(window::plan(&ctx, &statement(sql)).await.unwrap().is_none(), "{sql}");
     }
-    let err = window::plan(&ctx, "SELECT count(*) FROM live.opens GROUP BY tumble(ts, INTERVAL '1 month')").await;
+    let sql = "SELECT count(*) FROM live.opens GROUP BY tumble(ts, INTERVAL '1 month')";
+    let err = window::plan(&ctx, &statement(sql)).await;
     assert!(err.unwrap_err().to_string().contains("positive interval"));
 }
 
@@ -252,7 +263,19 @@ type Exec = (i64, u32);
 /// A connect in a join workload: ts, pid, port.
 type Connect = (i64, u32, u16);
 /// Hands a join workload to the engines (execs side, connects side).
-type Deliver = fn(&Engine, &Engine, &[Exec], &[Connect]);
+/// Delivers a workload to the execs and connects engines; `held` tells how
+/// many rows the join holds (to wait until one side is in before the other
+/// comes).
+type Deliver = fn(&Engine, &Engine, &[Exec], &[Connect], &dyn Fn() -> usize);
+
+/// Waits (at most 10 s) until the join holds `n` rows.
+fn wait_held(held: &dyn Fn() -> usize, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while held() != n {
+        assert!(std::time::Instant::now() < deadline, "the join holds {} rows, not {n}", held());
+        std::thread::yield_now();
+    }
+}
 
 /// An exec of `pid` at UTC time `ts`.
 fn exec_at(ts: i64, pid: u32) -> ExecEvent {
@@ -490,7 +513,9 @@ async fn check_join_workload(left: bool, split: bool, deliver: Deliver) {
     let b = base();
     let (execs, connects) = join_workload(b);
     let want = expected_join(&execs, &connects, left);
-    deliver(&execs_engine, &connects_engine, &execs, &connects);
+    let op = q.join.clone();
+    let held = move || op.as_ref().downcast_ref::<sysql_engine::join::IntervalJoinExec>().unwrap().held_rows();
+    deliver(&execs_engine, &connects_engine, &execs, &connects, &held);
     let end = b + 30 * S;
     execs_engine.live().advance(end);
     connects_engine.live().advance(end);
@@ -503,7 +528,7 @@ async fn check_join_workload(left: bool, split: bool, deliver: Deliver) {
 }
 
 /// In `ts` order, both tables released together every 100 ms of event time.
-fn interleaved(e: &Engine, c: &Engine, execs: &[Exec], connects: &[Connect]) {
+fn interleaved(e: &Engine, c: &Engine, execs: &[Exec], connects: &[Connect], _held: &dyn Fn() -> usize) {
     let b = execs[0].0;
     let mut t = b - 100 * MS;
     while t < b + 20 * S {
@@ -517,27 +542,27 @@ fn interleaved(e: &Engine, c: &Engine, execs: &[Exec], connects: &[Connect]) {
 }
 
 /// Every connect is released (and the connects side heartbeats past them)
-/// before the first exec arrives.
-fn connects_first(e: &Engine, c: &Engine, execs: &[Exec], connects: &[Connect]) {
+/// and held by the join before the first exec arrives.
+fn connects_first(e: &Engine, c: &Engine, execs: &[Exec], connects: &[Connect], held: &dyn Fn() -> usize) {
     push_connects(c, connects);
     c.live().advance(execs[0].0 + 25 * S);
-    std::thread::sleep(Duration::from_millis(100));
+    wait_held(held, connects.len());
     push_execs(e, execs);
     e.live().advance(execs[0].0 + 25 * S);
 }
 
 /// The reverse: every exec first.
-fn execs_first(e: &Engine, c: &Engine, execs: &[Exec], connects: &[Connect]) {
+fn execs_first(e: &Engine, c: &Engine, execs: &[Exec], connects: &[Connect], held: &dyn Fn() -> usize) {
     push_execs(e, execs);
     e.live().advance(execs[0].0 + 25 * S);
-    std::thread::sleep(Duration::from_millis(100));
+    wait_held(held, execs.len());
     push_connects(c, connects);
     c.live().advance(execs[0].0 + 25 * S);
 }
 
 /// Both sides in steps of 500 ms, the connects side first 3 s of event
 /// time ahead of the execs side, then 3 s behind it.
-fn skewed(e: &Engine, c: &Engine, execs: &[Exec], connects: &[Connect]) {
+fn skewed(e: &Engine, c: &Engine, execs: &[Exec], connects: &[Connect], _held: &dyn Fn() -> usize) {
     let b = execs[0].0;
     let (mut te, mut tc) = (b - S, b - S);
     for step in 1..60 {
@@ -723,4 +748,40 @@ async fn explain_shows_the_live_join_and_a_join_without_a_bound_is_refused() {
     let plan = ctx.sql(sql).await.unwrap().create_physical_plan().await.unwrap();
     let err = sysql_engine::live_table::prepare_live(plan, ctx.task_ctx()).unwrap_err();
     assert!(err.to_string().contains("a join of two live tables needs a time bound"), "{err}");
+}
+
+/// `window_lost` says how many events of the table were lost while each
+/// window was open: kernel losses counted during the second window show in
+/// that window's row and in no other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_lost_counts_the_events_lost_while_the_window_was_open() {
+    let engine = engine();
+    let session = QuerySession::new(&engine, Policy::shell(false)).unwrap();
+    let sql =
+        "SELECT window_start, count(*) AS n, window_lost FROM live.opens GROUP BY tumble(ts, INTERVAL '1 second')";
+    let mut stream = session.run(sql).await.unwrap();
+    subscribed(&engine, Table::Opens, 1).await;
+    let b = base();
+    let late = 200 * 1_000_000;
+    for at in [500, 1500, 2500] {
+        let mut ingest = engine.ingest();
+        ingest.push(as_bytes(&open_at(b + at * 1_000_000, "p")));
+        ingest.flush();
+    }
+    async fn next_row(stream: &mut sysql_engine::query::QueryStream, b: i64) -> (i64, i64, u64) {
+        let batch = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.unwrap().unwrap().unwrap();
+        let ts = batch.column(0).as_any().downcast_ref::<TimestampNanosecondArray>().unwrap().value(0);
+        let n = batch.column(1).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap().value(0);
+        let lost = batch.column(2).as_any().downcast_ref::<datafusion::arrow::array::UInt64Array>().unwrap().value(0);
+        ((ts - b) / S, n, lost)
+    }
+    // the first window closes before anything is lost
+    engine.live().advance(b + S + late);
+    assert_eq!(next_row(&mut stream, b).await, (0, 1, 0));
+    // 7 opens lost in the kernel while the second window is open
+    engine.stats().set_kernel_lost([7, 0, 0, 0, 0, 0]);
+    engine.live().advance(b + 2 * S + late);
+    assert_eq!(next_row(&mut stream, b).await, (1, 1, 7));
+    engine.live().advance(b + 4 * S + late);
+    assert_eq!(next_row(&mut stream, b).await, (2, 1, 0));
 }

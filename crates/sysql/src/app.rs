@@ -4,6 +4,7 @@
 use anyhow::Context;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sysql_capture::{Capture, CaptureConfig, SetupError};
+use sysql_engine::query::{Policy, QueryError, QuerySession};
 use sysql_engine::redact::ArgvRedaction;
 use sysql_engine::{Engine, EngineConfig, Ingest};
 use tokio::sync::{mpsc, oneshot};
@@ -19,40 +20,35 @@ const LOSS_REFRESH: Duration = Duration::from_millis(250);
 /// A running capture.
 pub struct Running {
     pub engine: Engine,
-    sync: mpsc::Sender<oneshot::Sender<()>>,
-    /// Sessions may read and write files (`--allow-file-access`).
-    pub allow_file_access: bool,
+    /// When every program was attached.
+    pub since: SystemTime,
+    /// Tracepoints attached.
+    pub tracepoints: usize,
 }
 
 impl Running {
-    /// A SQL session over the capture, which syncs before each statement.
-    pub fn session(&self) -> datafusion::error::Result<datafusion::prelude::SessionContext> {
-        let ctx = self.engine.session()?;
-        let sync = self.sync.clone();
-        let before = crate::exec::BeforeStatement(Box::new(move || {
-            let sync = sync.clone();
-            Box::pin(async move {
-                let (tx, rx) = oneshot::channel();
-                if sync.send(tx).await.is_ok() {
-                    let _ = rx.await;
-                }
-            })
-        }));
-        ctx.state_ref().write().config_mut().set_extension(std::sync::Arc::new(before));
-        if self.allow_file_access {
-            ctx.state_ref().write().config_mut().set_extension(std::sync::Arc::new(crate::exec::AllowFileAccess));
-        }
-        Ok(ctx)
+    /// A session over the capture, under `policy`.
+    pub fn session(&self, policy: Policy) -> Result<QuerySession, QueryError> {
+        QuerySession::new(&self.engine, policy)
     }
 
     /// Returns once every event the kernel had produced when it was called is
     /// in the tables (and the loss counters are current).
     pub async fn sync(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.sync.send(tx).await.is_ok() {
-            let _ = rx.await;
-        }
+        self.engine.sync().await
     }
+
+    /// The line that tells a user (and a script) that capture is complete.
+    pub fn capturing_line(&self) -> String {
+        format!("capturing since {} ({} tracepoints)", clock_text(self.since), self.tracepoints)
+    }
+}
+
+/// `HH:MM:SS.mmm UTC` of a wall-clock time.
+pub fn clock_text(t: SystemTime) -> String {
+    let ms = t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let day_ms = (ms % 86_400_000) as u64;
+    format!("{:02}:{:02}:{:02}.{:03} UTC", day_ms / 3_600_000, day_ms / 60_000 % 60, day_ms / 1000 % 60, day_ms % 1000)
 }
 
 pub fn now_ns() -> i64 {
@@ -72,19 +68,32 @@ pub fn start(rt: &tokio::runtime::Runtime, args: &crate::cli::Args) -> Result<Ru
     let engine = Engine::new(EngineConfig {
         retention: args.history,
         memory_cap_bytes: usize::try_from(args.history_memory).unwrap_or(usize::MAX),
+        query_memory_bytes: usize::try_from(args.query_memory).unwrap_or(usize::MAX),
+        queries_memory_bytes: usize::try_from(args.query_memory.saturating_mul(2)).unwrap_or(usize::MAX),
         payload: sysql_engine::payload::PayloadConfig { redact: args.redact_payload },
         clock_offset_ns: sysql_capture::clock_offset_ns(),
         redact_argv: std::sync::Arc::new(redact_argv),
         ..EngineConfig::default()
     });
-    let (sync, requests) = mpsc::channel(16);
+    let (requester, requests) = mpsc::channel(16);
+    engine.set_sync(Box::new(move || {
+        let requester = requester.clone();
+        Box::pin(async move {
+            let (tx, rx) = oneshot::channel();
+            if requester.send(tx).await.is_ok() {
+                let _ = rx.await;
+            }
+        })
+    }));
+    let tracepoints = capture.tracepoints().len();
+    let since = SystemTime::now();
     let ingest = engine.ingest();
     rt.spawn(async move {
         if let Err(e) = read_loop(capture, ingest, requests).await {
             eprintln!("sysql: capture stopped: {e:#}");
         }
     });
-    Ok(Running { engine, sync, allow_file_access: false })
+    Ok(Running { engine, since, tracepoints })
 }
 
 async fn read_loop(

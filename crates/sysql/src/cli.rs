@@ -45,6 +45,12 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = parse_size)]
     pub history_memory: u64,
 
+    /// Memory one statement may use: its operators' state, the values its
+    /// functions build, the results held for printing. Past it the statement
+    /// fails with one line; capture and history are untouched.
+    #[arg(long, value_name = "BYTES", default_value = "2GiB", value_parser = parse_size, global = true)]
+    pub query_memory: u64,
+
     /// Kernel ring buffer size (a power of two).
     #[arg(long, value_name = "BYTES", default_value = "32MiB", value_parser = parse_size)]
     pub ring_size: u64,
@@ -69,8 +75,9 @@ pub struct Args {
     pub history_file: Option<PathBuf>,
 
     /// Allow statements that read or write files (COPY TO, CREATE EXTERNAL
-    /// TABLE). Off by default: sysql runs as root.
-    #[arg(long)]
+    /// TABLE), in the shell, -c, -f and saved queries. Off by default: sysql
+    /// runs as root.
+    #[arg(long, global = true)]
     pub allow_file_access: bool,
 
     /// Store what this regular expression matches in execs.argv as `***`
@@ -206,6 +213,24 @@ mod tests {
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    /// docs/cli.md names every option of every command.
+    #[test]
+    fn the_cli_reference_names_every_option() {
+        use clap::CommandFactory;
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/cli.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let top = Args::command();
+        let mut commands = vec![top.clone()];
+        commands.extend(top.get_subcommands().filter(|c| !c.is_hide_set()).cloned());
+        for command in commands {
+            for arg in command.get_arguments().filter(|a| !a.is_hide_set()) {
+                if let Some(long) = arg.get_long() {
+                    assert!(doc.contains(&format!("`--{long}")), "docs/cli.md does not name --{long}");
+                }
+            }
+        }
     }
 
     #[test]

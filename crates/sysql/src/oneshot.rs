@@ -1,61 +1,51 @@
-//! `sysql -c SQL` and `sysql -f FILE`: optionally capture for a while, run the
-//! statements over what was captured, print, and exit 0 (success), 1 (a SQL
-//! error) or 2 (a set-up error).
+//! `sysql -c SQL` and `sysql -f FILE`: run the statements over what the
+//! backend holds (with `--for`, over what was captured in that time, or
+//! streaming a live statement for that long), print, and exit with the
+//! status of [`crate::exit`].
 
-use crate::app::Running;
+use crate::backend::Backend;
 use crate::cli::Args;
-use crate::exec::{run_sql, ExecError, StopAt};
+use crate::exec::{run_sql, RunOptions};
+use crate::exit;
 use crate::print::Printer;
+use crate::signals::{Counts, Sig, Signals};
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Instant;
 
-pub fn run(rt: &tokio::runtime::Runtime, running: &Running, args: &Args, printer: &Printer) -> ExitCode {
-    let sql = match (&args.command, &args.file) {
-        (Some(sql), _) => sql.clone(),
-        (None, Some(path)) => match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) => {
-                eprintln!("sysql: cannot read {}: {e}", path.display());
-                return ExitCode::from(2);
-            }
-        },
-        (None, None) => unreachable!("dispatched only with -c or -f"),
-    };
-    let ctx = match running.session() {
-        Ok(ctx) => ctx,
-        Err(e) => {
-            eprintln!("sysql: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    // With --for, a live query runs for that long; anything else runs over
-    // what was captured in that time.
-    let live = sql.to_lowercase().contains("live.");
-    if let (true, Some(d)) = (live, args.capture_for) {
-        let stop = StopAt(std::time::Instant::now() + d);
-        ctx.state_ref().write().config_mut().set_extension(std::sync::Arc::new(stop));
-    }
+/// Runs `-c` or `-f`. `since` is the signal count at start: a SIGINT sent
+/// while sysql was starting ends the `--for` wait.
+pub fn run(
+    rt: &tokio::runtime::Runtime,
+    backend: &Backend,
+    sql: &str,
+    args: &Args,
+    printer: &Printer,
+    signals: &Signals,
+    since: Counts,
+) -> ExitCode {
+    // `--for` counts from now: every program is attached.
+    let until = args.capture_for.map(|d| Instant::now() + d);
+    // SIGTERM stops a one-shot run as SIGINT does.
+    signals.handle_terminate();
+    let opts = RunOptions { signals, until, since, cancel_on: &[Sig::Interrupt, Sig::Terminate] };
     let result = rt.block_on(async {
-        if let (false, Some(d)) = (live, args.capture_for) {
-            tokio::select! {
-                _ = tokio::time::sleep(d) => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        running.sync().await;
         let mut out = std::io::stdout();
-        let r = run_sql(&ctx, &sql, printer, &mut out).await;
+        let r = run_sql(backend, sql, printer, &mut out, &opts).await;
         let _ = out.flush();
         r
     });
-    match result {
-        Ok(_) => ExitCode::SUCCESS,
-        // A closed pipe (`sysql -c ... | head`) is not an error.
-        Err(ExecError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(ExecError::Cancelled) => ExitCode::from(130),
-        Err(e) => {
-            eprintln!("sysql: {e}");
-            ExitCode::from(1)
-        }
+    exit::from_run(result.map(|_| ()))
+}
+
+/// The text of `-c` or `-f`, read before anything starts (an unreadable
+/// file is a set-up error). `None` without either.
+pub fn script(args: &Args) -> Result<Option<String>, ExitCode> {
+    match (&args.command, &args.file) {
+        (Some(sql), _) => Ok(Some(sql.clone())),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(Some)
+            .map_err(|e| exit::setup(format!("cannot read {}: {e}", path.display()))),
+        (None, None) => Ok(None),
     }
 }

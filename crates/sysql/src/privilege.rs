@@ -60,10 +60,15 @@ fn kernel_before(release: &str, (major, minor): (u32, u32)) -> bool {
 /// a 077 umask. Call it before starting any other thread.
 pub fn drop_to(keep: &CapsHashSet) -> Result<(), String> {
     let fail = |what: &str, e: &dyn std::fmt::Display| format!("cannot drop privileges ({what}): {e}");
-    // The bounding set first: dropping from it needs CAP_SETPCAP, still held.
-    for cap in caps::all() {
-        if !keep.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
-            caps::drop(None, CapSet::Bounding, cap).map_err(|e| fail("bounding set", &e))?;
+    // The bounding set first: dropping from it needs CAP_SETPCAP, still held
+    // by root. Without it (sysql started with only the capabilities it
+    // needs), the bounding set stays: no_new_privs below keeps an exec from
+    // gaining anything through it.
+    if caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP).unwrap_or(false) {
+        for cap in caps::all() {
+            if !keep.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
+                caps::drop(None, CapSet::Bounding, cap).map_err(|e| fail("bounding set", &e))?;
+            }
         }
     }
     if caps::runtime::ambient_set_supported().is_ok() {

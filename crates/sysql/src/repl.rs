@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
-use datafusion::arrow::datatypes::{FieldRef, Fields};
-use datafusion::prelude::SessionContext;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt64Array};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use futures::StreamExt;
 use rustyline::completion::{Completer, FilenameCompleter, Pair};
 use rustyline::config::{CompletionType, Config};
 use rustyline::error::ReadlineError;
@@ -21,8 +22,10 @@ use rustyline::validate::Validator;
 use rustyline::{Editor, Helper};
 use tokio::runtime::Runtime;
 
-use crate::exec::{self, ExecError};
+use crate::backend::Backend;
+use crate::exec::{self, ExecError, RunOptions};
 use crate::print::{Format, Printer};
+use crate::signals::Signals;
 
 const PROMPT: &str = "sysql> ";
 const CONTINUATION: &str = "   -> ";
@@ -45,7 +48,7 @@ pub fn default_history_path() -> Option<PathBuf> {
 
 /// Runs the shell until `\q` or Ctrl-D. Statement errors are printed as `sysql: <message>` and the
 /// shell goes on; only a broken terminal ends it with an error.
-pub fn run(rt: &Runtime, ctx: SessionContext, opts: ReplOptions) -> Result<()> {
+pub fn run(rt: &Runtime, backend: Backend, opts: ReplOptions, signals: &Signals) -> Result<()> {
     let config = Config::builder()
         .max_history_size(10_000)?
         .history_ignore_space(true)
@@ -66,7 +69,8 @@ pub fn run(rt: &Runtime, ctx: SessionContext, opts: ReplOptions) -> Result<()> {
 
     let mut shell = Shell {
         rt,
-        ctx,
+        backend,
+        signals,
         printer: opts.printer,
         tables: Vec::new(),
         vocabulary: Arc::new(RwLock::new(Vec::new())),
@@ -139,12 +143,14 @@ enum Flow {
 struct TableInfo {
     /// As it would be written in a query: bare in the default schema, `schema.table` elsewhere.
     name: String,
-    fields: Fields,
+    /// Column name, type, nullable.
+    columns: Vec<(String, String, bool)>,
 }
 
 struct Shell<'a> {
     rt: &'a Runtime,
-    ctx: SessionContext,
+    backend: Backend,
+    signals: &'a Signals,
     printer: Printer,
     tables: Vec<TableInfo>,
     /// Table and column names, shared with the completer.
@@ -185,14 +191,15 @@ impl Shell<'_> {
 
     fn run_sql(&mut self, sql: &str) -> Result<()> {
         let mut out = io::stdout();
-        let result = self.rt.block_on(exec::run_sql(&self.ctx, sql, &self.printer, &mut out));
+        let opts = RunOptions::interactive(self.signals);
+        let result = self.rt.block_on(exec::run_sql(&self.backend, sql, &self.printer, &mut out, &opts));
         let first = sql.split_whitespace().next().unwrap_or_default();
         if ["create", "drop"].iter().any(|w| first.eq_ignore_ascii_case(w)) {
             self.refresh_tables();
         }
         match result {
             Ok(_) => Ok(()),
-            Err(ExecError::Sql(message)) => Err(anyhow!(message)),
+            Err(ExecError::Sql(e)) => Err(anyhow!(e.message)),
             Err(e) => Err(e.into()),
         }
     }
@@ -204,48 +211,87 @@ impl Shell<'_> {
         (command.handler)(self, args.trim())
     }
 
-    /// Reads every table's schema once; `\d` and DDL statements call this again.
+    /// Runs a bounded statement of the shell's own (a listing) through the
+    /// backend and returns its rows.
+    fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        self.rt
+            .block_on(async {
+                let mut statements = self.backend.parse(sql)?;
+                let pending = self.backend.prepare(statements.remove(0)).await?;
+                let mut rows = self.backend.execute(pending).await?;
+                let mut batches = Vec::new();
+                while let Some(batch) = rows.stream.next().await {
+                    batches.push(batch?);
+                }
+                Ok::<_, sysql_engine::query::QueryError>(batches)
+            })
+            .map_err(|e| anyhow!(e.message))
+    }
+
+    /// Reads every table's columns once, from `information_schema`; `\d` and DDL statements
+    /// call this again.
     fn refresh_tables(&mut self) {
-        let state = self.ctx.state();
-        let defaults = &state.config().options().catalog;
-        let mut tables = Vec::new();
-        for catalog_name in self.ctx.catalog_names() {
-            let Some(catalog) = self.ctx.catalog(&catalog_name) else {
+        let sql = "SELECT table_schema, table_name, column_name, data_type, is_nullable \
+                   FROM information_schema.columns \
+                   WHERE table_schema <> 'information_schema' \
+                   ORDER BY table_schema, table_name, ordinal_position";
+        let Ok(batches) = self.query(sql) else { return };
+        let mut tables: Vec<TableInfo> = Vec::new();
+        for b in &batches {
+            let col = |i: usize| cast(b.column(i), &DataType::Utf8).ok();
+            let (Some(schema), Some(table), Some(column), Some(ty), Some(nullable)) =
+                (col(0), col(1), col(2), col(3), col(4))
+            else {
                 continue;
             };
-            for schema_name in catalog.schema_names() {
-                if schema_name == "information_schema" {
-                    continue;
-                }
-                let Some(schema) = catalog.schema(&schema_name) else {
-                    continue;
-                };
-                let prefix = if catalog_name != defaults.default_catalog {
-                    format!("{catalog_name}.{schema_name}.")
-                } else if schema_name != defaults.default_schema {
-                    format!("{schema_name}.")
+            let (schema, table, column, ty, nullable) = (
+                schema.as_string::<i32>(),
+                table.as_string::<i32>(),
+                column.as_string::<i32>(),
+                ty.as_string::<i32>(),
+                nullable.as_string::<i32>(),
+            );
+            for r in 0..b.num_rows() {
+                let name = if schema.value(r) == "public" {
+                    table.value(r).to_string()
                 } else {
-                    String::new()
+                    format!("{}.{}", schema.value(r), table.value(r))
                 };
-                for table_name in schema.table_names() {
-                    let Ok(Some(table)) = self.rt.block_on(schema.table(&table_name)) else {
-                        continue;
-                    };
-                    tables.push(TableInfo {
-                        name: format!("{prefix}{table_name}"),
-                        fields: table.schema().fields().clone(),
-                    });
+                if tables.last().is_none_or(|t| t.name != name) {
+                    tables.push(TableInfo { name, columns: Vec::new() });
                 }
+                let info = tables.last_mut().expect("pushed");
+                info.columns.push((column.value(r).to_string(), ty.value(r).to_string(), nullable.value(r) == "YES"));
             }
         }
         // Unqualified names first, then by schema.
         tables.sort_by(|a, b| (a.name.contains('.'), &a.name).cmp(&(b.name.contains('.'), &b.name)));
         let mut words: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
-        words.extend(tables.iter().flat_map(|t| t.fields.iter().map(|f| f.name().clone())));
+        words.extend(tables.iter().flat_map(|t| t.columns.iter().map(|c| c.0.clone())));
         words.sort();
         words.dedup();
         *self.vocabulary.write().unwrap_or_else(|e| e.into_inner()) = words;
         self.tables = tables;
+    }
+
+    /// Each column's description, for sysql's own tables.
+    fn descriptions(&self, table: &str) -> Vec<(String, String)> {
+        let name = table.replace('\'', "''");
+        let sql = format!("SELECT column_name, description FROM sysql_columns WHERE table_name = '{name}'");
+        let Ok(batches) = self.query(&sql) else { return Vec::new() };
+        let mut out = Vec::new();
+        for b in &batches {
+            let (Ok(c), Ok(d)) = (cast(b.column(0), &DataType::Utf8), cast(b.column(1), &DataType::Utf8)) else {
+                continue;
+            };
+            let (c, d) = (c.as_string::<i32>(), d.as_string::<i32>());
+            for r in 0..b.num_rows() {
+                if !c.is_null(r) && !d.is_null(r) {
+                    out.push((c.value(r).to_string(), d.value(r).to_string()));
+                }
+            }
+        }
+        out
     }
 
     /// Prints a small result as a table, whatever the current output format.
@@ -350,38 +396,29 @@ fn cmd_describe(shell: &mut Shell<'_>, args: &str) -> Result<Flow> {
     shell.refresh_tables();
     if args.is_empty() {
         let tables = &shell.tables;
-        let counts = tables.iter().map(|t| t.fields.len() as u64);
+        let counts = tables.iter().map(|t| t.columns.len() as u64);
         shell.print_listing(vec![
             ("table", strings(tables.iter().map(|t| &t.name))),
             ("columns", Arc::new(UInt64Array::from_iter_values(counts))),
         ])?;
         return Ok(Flow::Continue);
     }
-    let fields = match shell.tables.iter().find(|t| t.name == args) {
-        Some(table) => table.fields.clone(),
-        None => {
-            let provider = shell.rt.block_on(shell.ctx.table_provider(args));
-            let qualifier = exec::default_qualifier(&shell.ctx);
-            let provider = provider.map_err(|e| anyhow!(exec::error_message(&e, &qualifier)))?;
-            provider.schema().fields().clone()
-        }
+    let Some(table) = shell.tables.iter().find(|t| t.name == args) else {
+        bail!("table '{args}' not found; \\d lists the tables");
     };
-    // Engines may describe columns in field metadata; show that when any column has it.
-    let description = |f: &FieldRef| {
-        let meta = f.metadata();
-        let text = meta.get("description").or_else(|| meta.get("comment"));
-        text.cloned().unwrap_or_default()
-    };
-    let nullable = |f: &FieldRef| if f.is_nullable() { "YES" } else { "NO" };
-    let mut columns = vec![
-        ("column", strings(fields.iter().map(|f| f.name()))),
-        ("type", strings(fields.iter().map(|f| f.data_type().to_string()))),
-        ("nullable", strings(fields.iter().map(nullable))),
+    let columns = table.columns.clone();
+    let descriptions = shell.descriptions(args);
+    let nullable = |n: bool| if n { "YES" } else { "NO" };
+    let mut listing = vec![
+        ("column", strings(columns.iter().map(|c| &c.0))),
+        ("type", strings(columns.iter().map(|c| &c.1))),
+        ("nullable", strings(columns.iter().map(|c| nullable(c.2)))),
     ];
-    if fields.iter().any(|f| !description(f).is_empty()) {
-        columns.push(("description", strings(fields.iter().map(description))));
+    if !descriptions.is_empty() {
+        let of = |name: &str| descriptions.iter().find(|(c, _)| c == name).map(|(_, d)| d.clone()).unwrap_or_default();
+        listing.push(("description", strings(columns.iter().map(|c| of(&c.0)))));
     }
-    shell.print_listing(columns)?;
+    shell.print_listing(listing)?;
     Ok(Flow::Continue)
 }
 

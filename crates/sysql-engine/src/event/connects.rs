@@ -1,36 +1,33 @@
 //! The `connects` table: connect(2), with the address decoded from the
 //! sockaddr the caller passed and the protocol read from the socket itself.
 
-use super::{append_errno, common_fields, finish_prim, finish_str, finish_view, text, Batch, Common};
+use super::{append_errno, text, Batch, Common};
 use crate::names::{family_name, ip_protocol_name, sock_type_name};
-use datafusion::arrow::array::{ArrayRef, Int32Builder, Int64Builder, StringBuilder, StringViewBuilder, UInt16Builder};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::array::StringViewBuilder;
+use datafusion::arrow::datatypes::SchemaRef;
 use std::fmt::Write;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
-use sysql_events::ConnectEvent;
+use sysql_events::{ConnectEvent, Table};
 
 const AF_UNIX: u16 = 1;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 
-pub fn schema() -> SchemaRef {
-    let mut fields = common_fields();
-    fields.extend([
-        Field::new("syscall", DataType::Utf8View, false),
-        Field::new("fd", DataType::Int32, false),
-        Field::new("family", DataType::Utf8View, true),
-        Field::new("sock_type", DataType::Utf8View, true),
-        Field::new("protocol", DataType::Utf8View, true),
-        Field::new("daddr", DataType::Utf8, true),
-        Field::new("dport", DataType::UInt16, true),
-        Field::new("unix_path", DataType::Utf8, true),
-        Field::new("ret", DataType::Int64, false),
-        Field::new("errno", DataType::Utf8View, true),
-        Field::new("latency_ns", DataType::Int64, false),
-    ]);
-    Arc::new(Schema::new(fields))
+columns! {
+    /// The columns of `connects` after the common ones.
+    pub struct ConnectsColumns {
+        syscall: Utf8View, not null, "`connect`";
+        fd: Int32, not null, "the socket fd";
+        family: Utf8View, null, "address family of the destination: `inet`, `inet6`, `unix`, `unspec`, `netlink`, `packet`, `vsock`, or `af_<n>`";
+        sock_type: Utf8View, null, "socket type: `stream`, `dgram`, `seqpacket`, `raw`, ...; `NULL` if the fd is not a socket";
+        protocol: Utf8View, null, "IP protocol for `inet`/`inet6` sockets: `tcp`, `udp`, `icmp`, `icmpv6`, `sctp`, `mptcp`, ...; `NULL` for other families";
+        daddr: Utf8, null, "destination IP address as text (`127.0.0.1`, `::1`); `NULL` for non-IP";
+        dport: UInt16, null, "destination port; `NULL` for non-IP";
+        unix_path: Utf8, null, "unix socket path; abstract names start with `@`";
+        ret: Int64, not null, "`0` or `-errno`";
+        errno: Utf8View, null, "error name, `NULL` on success. A non-blocking connect gives `EINPROGRESS`: its final outcome is not yet recorded";
+        latency_ns: Int64, not null, "nanoseconds from syscall entry to exit";
+    }
 }
 
 /// What a sockaddr says, borrowed from the event.
@@ -102,18 +99,8 @@ fn ipv4_text(ip: Ipv4Addr, buf: &mut [u8; 15]) -> &str {
 pub struct ConnectsBuilder {
     schema: SchemaRef,
     common: Common,
-    syscall: StringViewBuilder,
-    fd: Int32Builder,
-    family: StringViewBuilder,
-    sock_type: StringViewBuilder,
-    protocol: StringViewBuilder,
-    daddr: StringBuilder,
-    dport: UInt16Builder,
-    unix_path: StringBuilder,
-    ret: Int64Builder,
-    errno: StringViewBuilder,
+    cols: ConnectsColumns,
     errno_text: String,
-    latency_ns: Int64Builder,
 }
 
 fn append_name(b: &mut StringViewBuilder, name: Option<&str>) {
@@ -126,69 +113,60 @@ fn append_name(b: &mut StringViewBuilder, name: Option<&str>) {
 impl ConnectsBuilder {
     pub fn with_capacity(rows: usize) -> Self {
         ConnectsBuilder {
-            schema: schema(),
+            schema: super::schema(Table::Connects),
             common: Common::with_capacity(rows),
-            syscall: StringViewBuilder::with_capacity(rows),
-            fd: Int32Builder::with_capacity(rows),
-            family: StringViewBuilder::with_capacity(rows),
-            sock_type: StringViewBuilder::with_capacity(rows),
-            protocol: StringViewBuilder::with_capacity(rows),
-            daddr: StringBuilder::with_capacity(rows, rows * 12),
-            dport: UInt16Builder::with_capacity(rows),
-            unix_path: StringBuilder::with_capacity(rows, rows * 8),
-            ret: Int64Builder::with_capacity(rows),
-            errno: StringViewBuilder::with_capacity(rows),
+            cols: ConnectsColumns::new(rows),
             errno_text: String::new(),
-            latency_ns: Int64Builder::with_capacity(rows),
         }
     }
 
     /// Appends one event. Returns true if the address was truncated.
     pub fn append(&mut self, e: &ConnectEvent, clock_offset_ns: i64) -> bool {
         self.common.append(&e.h, clock_offset_ns);
-        self.syscall.append_value("connect");
-        self.fd.append_value(e.fd);
+        let c = &mut self.cols;
+        c.syscall.append_value("connect");
+        c.fd.append_value(e.fd);
         let (family, dest) = parse_sockaddr(e.addr());
         let family = family.unwrap_or(e.sk_family);
         match family_name(family) {
-            Some(name) => self.family.append_value(name),
-            None if family == 0 && e.sk_family == 0 => self.family.append_null(),
-            None => self.family.append_value(format!("af_{family}")),
+            Some(name) => c.family.append_value(name),
+            None if family == 0 && e.sk_family == 0 => c.family.append_null(),
+            None => c.family.append_value(format!("af_{family}")),
         }
         let has_socket = e.sk_family != 0;
-        append_name(&mut self.sock_type, if has_socket { sock_type_name(e.sk_type) } else { None });
+        append_name(&mut c.sock_type, if has_socket { sock_type_name(e.sk_type) } else { None });
         let is_ip = matches!(e.sk_family, AF_INET | AF_INET6);
-        append_name(&mut self.protocol, if is_ip { ip_protocol_name(e.sk_protocol) } else { None });
+        append_name(&mut c.protocol, if is_ip { ip_protocol_name(e.sk_protocol) } else { None });
         match dest {
             Dest::Inet(ip, port) => {
                 let mut buf = [0u8; 15];
-                self.daddr.append_value(ipv4_text(ip, &mut buf));
-                self.dport.append_value(port);
-                self.unix_path.append_null();
+                c.daddr.append_value(ipv4_text(ip, &mut buf));
+                c.dport.append_value(port);
+                c.unix_path.append_null();
             }
             Dest::Inet6(ip, port) => {
-                let _ = write!(self.daddr, "{ip}");
-                self.daddr.append_value("");
-                self.dport.append_value(port);
-                self.unix_path.append_null();
+                let _ = write!(c.daddr, "{ip}");
+                c.daddr.append_value("");
+                c.dport.append_value(port);
+                c.unix_path.append_null();
             }
             Dest::Unix { path, abstract_name } => {
-                self.daddr.append_null();
-                self.dport.append_null();
+                c.daddr.append_null();
+                c.dport.append_null();
                 if abstract_name {
-                    let _ = self.unix_path.write_char('@');
+                    let _ = c.unix_path.write_char('@');
                 }
-                self.unix_path.append_value(text(path));
+                c.unix_path.append_value(text(path));
             }
             Dest::None => {
-                self.daddr.append_null();
-                self.dport.append_null();
-                self.unix_path.append_null();
+                c.daddr.append_null();
+                c.dport.append_null();
+                c.unix_path.append_null();
             }
         }
-        self.ret.append_value(e.h.ret);
-        append_errno(&mut self.errno, e.h.ret, &mut self.errno_text);
-        self.latency_ns.append_value(e.h.latency_ns as i64);
+        c.ret.append_value(e.h.ret);
+        append_errno(&mut c.errno, e.h.ret, &mut self.errno_text);
+        c.latency_ns.append_value(e.h.latency_ns as i64);
         e.h.flags & sysql_events::F_ADDR_TRUNCATED != 0
     }
 
@@ -201,23 +179,8 @@ impl ConnectsBuilder {
     }
 
     pub fn finish(&mut self) -> Batch {
-        let rows = self.len();
-        let (mut arrays, min_ts, max_ts) = self.common.finish();
-        arrays.extend::<[ArrayRef; 11]>([
-            finish_view(&mut self.syscall, rows),
-            finish_prim(&mut self.fd, rows),
-            finish_view(&mut self.family, rows),
-            finish_view(&mut self.sock_type, rows),
-            finish_view(&mut self.protocol, rows),
-            finish_str(&mut self.daddr, rows),
-            finish_prim(&mut self.dport, rows),
-            finish_str(&mut self.unix_path, rows),
-            finish_prim(&mut self.ret, rows),
-            finish_view(&mut self.errno, rows),
-            finish_prim(&mut self.latency_ns, rows),
-        ]);
-        let batch = RecordBatch::try_new(self.schema.clone(), arrays).expect("connects schema matches its builder");
-        Batch { batch, min_ts, max_ts }
+        let own = self.cols.finish(self.len());
+        self.common.batch(&self.schema, own)
     }
 }
 

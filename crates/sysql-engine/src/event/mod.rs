@@ -1,6 +1,8 @@
 //! Arrow builders for each event table: one file per table, each holding its
-//! schema next to the code that fills it, so the two cannot disagree.
+//! column list (see [`columns`]) next to the code that fills it.
 
+#[macro_use]
+pub mod columns;
 pub mod connects;
 pub mod db_queries;
 pub mod dns_queries;
@@ -8,34 +10,79 @@ pub mod execs;
 pub mod http_requests;
 pub mod opens;
 
-use datafusion::arrow::array::{
-    ArrayBuilder, ArrayRef, BooleanBuilder, PrimitiveBuilder, StringBuilder, StringViewBuilder,
-    TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
-};
-use datafusion::arrow::datatypes::ArrowPrimitiveType;
-use datafusion::arrow::datatypes::{DataType, Field, SchemaRef, TimeUnit};
+use columns::{ColumnDef, Kind};
+use datafusion::arrow::array::{ArrayRef, StringBuilder, StringViewBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use std::borrow::Cow;
 use std::sync::Arc;
-use sysql_events::Header;
+use sysql_events::{Header, Table};
 
 /// The timestamp type of every `ts` column: nanoseconds, UTC.
 pub fn ts_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+    Kind::Ts.data_type()
 }
 
-/// The columns every event table starts with.
+columns! {
+    /// The columns every event table starts with.
+    pub struct CommonColumns {
+        ts: Ts, not null, "when the syscall was entered, UTC wall clock";
+        pid: UInt32, not null, "process id (thread group id), initial PID namespace";
+        tid: UInt32, not null, "thread id";
+        ppid: UInt32, not null, "parent process id";
+        uid: UInt32, not null, "real user id";
+        gid: UInt32, not null, "real group id";
+        comm: Utf8View, not null, "command name (15 bytes at most); for `execs`, the new program's";
+        cgroup_id: UInt64, not null, "cgroup v2 id of the task: the key for container attribution";
+    }
+}
+
+/// The columns every event table starts with, as fields.
 pub fn common_fields() -> Vec<Field> {
-    vec![
-        Field::new("ts", ts_type(), false),
-        Field::new("pid", DataType::UInt32, false),
-        Field::new("tid", DataType::UInt32, false),
-        Field::new("ppid", DataType::UInt32, false),
-        Field::new("uid", DataType::UInt32, false),
-        Field::new("gid", DataType::UInt32, false),
-        Field::new("comm", DataType::Utf8View, false),
-        Field::new("cgroup_id", DataType::UInt64, false),
-    ]
+    CommonColumns::COLUMNS.iter().map(ColumnDef::field).collect()
+}
+
+/// One event table: what a row is, and its own columns (after the common ones).
+#[derive(Debug, Clone, Copy)]
+pub struct TableDef {
+    pub table: Table,
+    /// What one row is, for `docs/tables.md` and `\dt+`.
+    pub doc: &'static str,
+    pub columns: &'static [ColumnDef],
+}
+
+impl TableDef {
+    /// Every column: the common ones, then the table's own.
+    pub fn all_columns(&self) -> impl Iterator<Item = &'static ColumnDef> {
+        CommonColumns::COLUMNS.iter().chain(self.columns)
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(self.all_columns().map(ColumnDef::field).collect::<Vec<_>>()))
+    }
+}
+
+/// The definition of each event table. Exhaustive: a new [`Table`] does not
+/// compile until it has one.
+pub fn table_def(table: Table) -> TableDef {
+    let (doc, columns) = match table {
+        Table::Opens => ("`open`, `openat`, `openat2` or `creat` call, failed ones too", opens::OpensColumns::COLUMNS),
+        Table::Connects => ("`connect` call, failed ones too", connects::ConnectsColumns::COLUMNS),
+        Table::Execs => ("`execve` or `execveat` call, failed ones too", execs::ExecsColumns::COLUMNS),
+        Table::HttpRequests => {
+            ("HTTP/1.x request seen on a socket, with its response", http_requests::HttpColumns::COLUMNS)
+        }
+        Table::DbQueries => {
+            ("PostgreSQL or MySQL statement seen on a socket, with its outcome", db_queries::DbColumns::COLUMNS)
+        }
+        Table::DnsQueries => ("DNS question over UDP port 53, with its answer", dns_queries::DnsColumns::COLUMNS),
+    };
+    TableDef { table, doc, columns }
+}
+
+/// The schema of an event table.
+pub fn schema(table: Table) -> SchemaRef {
+    table_def(table).schema()
 }
 
 /// Text from kernel bytes: borrowed when valid UTF-8 (the usual case, no
@@ -49,33 +96,6 @@ pub fn text(bytes: &[u8]) -> Cow<'_, str> {
     }
 }
 
-/// Finishes a builder and puts in its place an empty one sized for `rows`
-/// rows: a finished Arrow builder starts again from no capacity, and growing
-/// it by doubling on every batch copied each column several times.
-pub fn finish_prim<T: ArrowPrimitiveType>(b: &mut PrimitiveBuilder<T>, rows: usize) -> ArrayRef {
-    let mut old = std::mem::replace(b, PrimitiveBuilder::with_capacity(rows));
-    Arc::new(old.finish())
-}
-
-/// [`finish_prim`] for strings: the next batch gets room for as many value
-/// bytes as this one had, and an eighth more (a batch past its capacity
-/// doubles it, and history keeps the capacity).
-pub fn finish_str(b: &mut StringBuilder, rows: usize) -> ArrayRef {
-    let bytes = b.values_slice().len();
-    let bytes = bytes + bytes / 8;
-    let mut old = std::mem::replace(b, StringBuilder::with_capacity(rows, bytes));
-    Arc::new(old.finish())
-}
-
-/// [`finish_prim`] for short strings (names, at most a few bytes past 12):
-/// string views keep strings of up to 12 bytes inside the 16-byte view, so
-/// an append copies no value bytes, a filter moves views, and a GROUP BY
-/// compares them in place.
-pub fn finish_view(b: &mut StringViewBuilder, rows: usize) -> ArrayRef {
-    let mut old = std::mem::replace(b, StringViewBuilder::with_capacity(rows));
-    Arc::new(old.finish())
-}
-
 /// Appends the error name of a syscall result (`NULL` on success) to a
 /// short-string column, spelling unknown numbers through `scratch`.
 pub fn append_errno(b: &mut StringViewBuilder, ret: i64, scratch: &mut String) {
@@ -87,40 +107,25 @@ pub fn append_errno(b: &mut StringViewBuilder, ret: i64, scratch: &mut String) {
     }
 }
 
-/// [`finish_prim`] for booleans.
-pub fn finish_bool(b: &mut BooleanBuilder, rows: usize) -> ArrayRef {
-    let mut old = std::mem::replace(b, BooleanBuilder::with_capacity(rows));
-    Arc::new(old.finish())
+/// Appends a value or NULL.
+pub fn append_opt<T: AsRef<str>>(b: &mut StringBuilder, v: Option<T>) {
+    match v {
+        Some(v) => b.append_value(v),
+        None => b.append_null(),
+    }
 }
 
-/// Builders for the common columns.
+/// Builders for the common columns, and the time range of their rows.
 pub struct Common {
-    ts: TimestampNanosecondBuilder,
-    pid: UInt32Builder,
-    tid: UInt32Builder,
-    ppid: UInt32Builder,
-    uid: UInt32Builder,
-    gid: UInt32Builder,
-    comm: StringViewBuilder,
-    cgroup_id: UInt64Builder,
+    cols: CommonColumns,
+    rows: usize,
     min_ts: i64,
     max_ts: i64,
 }
 
 impl Common {
     pub fn with_capacity(rows: usize) -> Self {
-        Common {
-            ts: TimestampNanosecondBuilder::with_capacity(rows).with_timezone("UTC"),
-            pid: UInt32Builder::with_capacity(rows),
-            tid: UInt32Builder::with_capacity(rows),
-            ppid: UInt32Builder::with_capacity(rows),
-            uid: UInt32Builder::with_capacity(rows),
-            gid: UInt32Builder::with_capacity(rows),
-            comm: StringViewBuilder::with_capacity(rows),
-            cgroup_id: UInt64Builder::with_capacity(rows),
-            min_ts: i64::MAX,
-            max_ts: i64::MIN,
-        }
+        Common { cols: CommonColumns::new(rows), rows: 0, min_ts: i64::MAX, max_ts: i64::MIN }
     }
 
     /// Appends the header's columns; `clock_offset_ns` turns the kernel's
@@ -129,22 +134,24 @@ impl Common {
         let ts = (h.ts_boot_ns as i64).saturating_add(clock_offset_ns);
         self.min_ts = self.min_ts.min(ts);
         self.max_ts = self.max_ts.max(ts);
-        self.ts.append_value(ts);
-        self.pid.append_value(h.pid);
-        self.tid.append_value(h.tid);
-        self.ppid.append_value(h.ppid);
-        self.uid.append_value(h.uid);
-        self.gid.append_value(h.gid);
-        self.comm.append_value(text(h.comm()));
-        self.cgroup_id.append_value(h.cgroup_id);
+        let c = &mut self.cols;
+        c.ts.append_value(ts);
+        c.pid.append_value(h.pid);
+        c.tid.append_value(h.tid);
+        c.ppid.append_value(h.ppid);
+        c.uid.append_value(h.uid);
+        c.gid.append_value(h.gid);
+        c.comm.append_value(text(h.comm()));
+        c.cgroup_id.append_value(h.cgroup_id);
+        self.rows += 1;
     }
 
     pub fn len(&self) -> usize {
-        self.pid.len()
+        self.rows
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.rows == 0
     }
 
     /// The arrays, and the min and max ts of the rows, resetting the builders.
@@ -152,19 +159,18 @@ impl Common {
         let bounds = (self.min_ts, self.max_ts);
         self.min_ts = i64::MAX;
         self.max_ts = i64::MIN;
-        let rows = self.len();
-        let ts = TimestampNanosecondBuilder::with_capacity(rows).with_timezone("UTC");
-        let arrays: Vec<ArrayRef> = vec![
-            Arc::new(std::mem::replace(&mut self.ts, ts).finish()),
-            finish_prim(&mut self.pid, rows),
-            finish_prim(&mut self.tid, rows),
-            finish_prim(&mut self.ppid, rows),
-            finish_prim(&mut self.uid, rows),
-            finish_prim(&mut self.gid, rows),
-            finish_view(&mut self.comm, rows),
-            finish_prim(&mut self.cgroup_id, rows),
-        ];
+        let arrays = self.cols.finish(self.rows);
+        self.rows = 0;
         (arrays, bounds.0, bounds.1)
+    }
+
+    /// Finishes a table's batch: these common columns, then `own`.
+    pub fn batch(&mut self, schema: &SchemaRef, own: Vec<ArrayRef>) -> Batch {
+        let (mut arrays, min_ts, max_ts) = self.finish();
+        arrays.extend(own);
+        let batch = RecordBatch::try_new(schema.clone(), arrays)
+            .unwrap_or_else(|e| panic!("a table's builders disagree with its column list: {e}"));
+        Batch { batch, min_ts, max_ts }
     }
 }
 
@@ -176,105 +182,23 @@ pub struct Batch {
     pub max_ts: i64,
 }
 
-/// A payload table's row: its schema and how a slice of rows becomes the
-/// columns after the common ones.
-pub trait PayloadRow: Sized {
-    fn schema() -> SchemaRef;
-    /// Who made the exchange; `ts_boot_ns` is the row's time.
-    fn header(&self) -> &Header;
-    /// Whether the captured message was cut short.
-    fn truncated(&self) -> bool;
-    fn columns(rows: &[Self]) -> Vec<ArrayRef>;
-}
-
-/// The builder of a payload table: rows are kept whole until the batch is
-/// finished (they are few, made once per exchange).
-pub struct RowsBuilder<R> {
-    schema: SchemaRef,
-    common: Common,
-    rows: Vec<R>,
-}
-
-impl<R: PayloadRow> RowsBuilder<R> {
-    pub fn new() -> Self {
-        RowsBuilder { schema: R::schema(), common: Common::with_capacity(16), rows: Vec::new() }
-    }
-
-    /// Appends one row. Returns true if its message was cut short.
-    pub fn append(&mut self, row: R, clock_offset_ns: i64) -> bool {
-        self.common.append(row.header(), clock_offset_ns);
-        let truncated = row.truncated();
-        self.rows.push(row);
-        truncated
-    }
-
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    pub fn finish(&mut self) -> Batch {
-        let (mut arrays, min_ts, max_ts) = self.common.finish();
-        arrays.extend(R::columns(&std::mem::take(&mut self.rows)));
-        let batch = RecordBatch::try_new(self.schema.clone(), arrays).expect("payload schema matches its columns");
-        Batch { batch, min_ts, max_ts }
-    }
-}
-
-impl<R: PayloadRow> Default for RowsBuilder<R> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Columns built from whole rows (see [`RowsBuilder`]).
-pub(crate) mod rows {
-    use datafusion::arrow::array::{
-        ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray, UInt16Array, UInt64Array,
-    };
-    use std::net::IpAddr;
-    use std::sync::Arc;
-
-    pub fn text<'a, T: 'a>(rows: &'a [T], f: impl Fn(&'a T) -> Option<&'a str>) -> ArrayRef {
-        Arc::new(rows.iter().map(f).collect::<StringArray>())
-    }
-
-    pub fn u16s<T>(rows: &[T], f: impl Fn(&T) -> Option<u16>) -> ArrayRef {
-        Arc::new(rows.iter().map(f).collect::<UInt16Array>())
-    }
-
-    pub fn u64s<T>(rows: &[T], f: impl Fn(&T) -> Option<u64>) -> ArrayRef {
-        Arc::new(rows.iter().map(f).collect::<UInt64Array>())
-    }
-
-    pub fn i64s<T>(rows: &[T], f: impl Fn(&T) -> Option<i64>) -> ArrayRef {
-        Arc::new(rows.iter().map(f).collect::<Int64Array>())
-    }
-
-    pub fn i32s<T>(rows: &[T], f: impl Fn(&T) -> i32) -> ArrayRef {
-        Arc::new(rows.iter().map(|r| Some(f(r))).collect::<Int32Array>())
-    }
-
-    pub fn bools<T>(rows: &[T], f: impl Fn(&T) -> bool) -> ArrayRef {
-        Arc::new(rows.iter().map(|r| Some(f(r))).collect::<BooleanArray>())
-    }
-
-    /// An address column and its port column.
-    pub fn endpoint<T>(rows: &[T], f: impl Fn(&T) -> Option<(IpAddr, u16)>) -> [ArrayRef; 2] {
-        use std::fmt::Write;
-        let mut addrs = datafusion::arrow::array::StringBuilder::with_capacity(rows.len(), rows.len() * 10);
-        for r in rows {
-            match f(r) {
-                Some((ip, _)) => {
-                    let _ = write!(addrs, "{ip}");
-                    addrs.append_value("");
-                }
-                None => addrs.append_null(),
-            }
+/// Appends an IP endpoint as an address column and a port column (NULLs
+/// when there is none).
+pub fn append_endpoint(
+    addr: &mut StringBuilder,
+    port: &mut datafusion::arrow::array::UInt16Builder,
+    endpoint: Option<(std::net::IpAddr, u16)>,
+) {
+    use std::fmt::Write;
+    match endpoint {
+        Some((ip, p)) => {
+            let _ = write!(addr, "{ip}");
+            addr.append_value("");
+            port.append_value(p);
         }
-        [Arc::new(addrs.finish()), u16s(rows, |r| f(r).map(|(_, p)| p))]
+        None => {
+            addr.append_null();
+            port.append_null();
+        }
     }
 }

@@ -1,30 +1,24 @@
 //! The `opens` table: open, openat, openat2 and creat.
 
-use super::{append_errno, common_fields, finish_bool, finish_prim, finish_str, finish_view, text, Batch, Common};
+use super::{append_errno, text, Batch, Common};
 use crate::names::write_open_flags;
-use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Int32Builder, Int64Builder, StringBuilder, StringViewBuilder, UInt32Builder,
-};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::record_batch::RecordBatch;
-use std::sync::Arc;
-use sysql_events::{OpenEvent, F_PATH_TRUNCATED, F_USER_FAULT, SYS_CREAT, SYS_OPEN, SYS_OPENAT, SYS_OPENAT2};
+use datafusion::arrow::datatypes::SchemaRef;
+use sysql_events::{OpenEvent, Table, F_PATH_TRUNCATED, F_USER_FAULT, SYS_CREAT, SYS_OPEN, SYS_OPENAT, SYS_OPENAT2};
 
-pub fn schema() -> SchemaRef {
-    let mut fields = common_fields();
-    fields.extend([
-        Field::new("syscall", DataType::Utf8View, false),
-        Field::new("dfd", DataType::Int32, false),
-        Field::new("path", DataType::Utf8, true),
-        Field::new("path_truncated", DataType::Boolean, false),
-        Field::new("flags", DataType::Int64, false),
-        Field::new("flags_text", DataType::Utf8, false),
-        Field::new("mode", DataType::UInt32, false),
-        Field::new("ret", DataType::Int64, false),
-        Field::new("errno", DataType::Utf8View, true),
-        Field::new("latency_ns", DataType::Int64, false),
-    ]);
-    Arc::new(Schema::new(fields))
+columns! {
+    /// The columns of `opens` after the common ones.
+    pub struct OpensColumns {
+        syscall: Utf8View, not null, "`open`, `openat`, `openat2` or `creat`";
+        dfd: Int32, not null, "directory fd the path is relative to; `-100` is `AT_FDCWD`";
+        path: Utf8, null, "the path as passed (relative paths stay relative); at most 255 bytes; `NULL` if the user pointer could not be read";
+        path_truncated: Boolean, not null, "the path was longer than 255 bytes and is cut";
+        flags: Int64, not null, "open flags as an integer";
+        flags_text: Utf8, not null, "the flags by name: `O_RDONLY|O_CLOEXEC` (`O_SYNC` and `O_TMPFILE` named as such; unnamed bits in hex)";
+        mode: UInt32, not null, "file mode argument (meaningful with `O_CREAT`/`O_TMPFILE`)";
+        ret: Int64, not null, "the new fd, or `-errno`";
+        errno: Utf8View, null, "error name (`ENOENT`, `EACCES`, ...), `NULL` on success";
+        latency_ns: Int64, not null, "nanoseconds from syscall entry to exit";
+    }
 }
 
 pub fn syscall_name(syscall: u32) -> &'static str {
@@ -40,17 +34,8 @@ pub fn syscall_name(syscall: u32) -> &'static str {
 pub struct OpensBuilder {
     schema: SchemaRef,
     common: Common,
-    syscall: StringViewBuilder,
-    dfd: Int32Builder,
-    path: StringBuilder,
-    path_truncated: BooleanBuilder,
-    flags: Int64Builder,
-    flags_text: StringBuilder,
-    mode: UInt32Builder,
-    ret: Int64Builder,
-    errno: StringViewBuilder,
+    cols: OpensColumns,
     errno_text: String,
-    latency_ns: Int64Builder,
     /// `flags_text` of recent `flags` values (programs open with a few flag
     /// sets), so most rows copy it instead of spelling it out again.
     flags_cache: [(Option<u64>, String); FLAGS_CACHE],
@@ -61,19 +46,10 @@ const FLAGS_CACHE: usize = 16;
 impl OpensBuilder {
     pub fn with_capacity(rows: usize) -> Self {
         OpensBuilder {
-            schema: schema(),
+            schema: super::schema(Table::Opens),
             common: Common::with_capacity(rows),
-            syscall: StringViewBuilder::with_capacity(rows),
-            dfd: Int32Builder::with_capacity(rows),
-            path: StringBuilder::with_capacity(rows, rows * 32),
-            path_truncated: BooleanBuilder::with_capacity(rows),
-            flags: Int64Builder::with_capacity(rows),
-            flags_text: StringBuilder::with_capacity(rows, rows * 20),
-            mode: UInt32Builder::with_capacity(rows),
-            ret: Int64Builder::with_capacity(rows),
-            errno: StringViewBuilder::with_capacity(rows),
+            cols: OpensColumns::new(rows),
             errno_text: String::new(),
-            latency_ns: Int64Builder::with_capacity(rows),
             flags_cache: Default::default(),
         }
     }
@@ -81,28 +57,29 @@ impl OpensBuilder {
     /// Appends one event. Returns true if a field was truncated.
     pub fn append(&mut self, e: &OpenEvent, clock_offset_ns: i64) -> bool {
         self.common.append(&e.h, clock_offset_ns);
-        self.syscall.append_value(syscall_name(e.h.syscall));
-        self.dfd.append_value(e.dfd);
+        let c = &mut self.cols;
+        c.syscall.append_value(syscall_name(e.h.syscall));
+        c.dfd.append_value(e.dfd);
         let path = e.path();
         if path.is_empty() && e.h.flags & F_USER_FAULT != 0 {
-            self.path.append_null();
+            c.path.append_null();
         } else {
-            self.path.append_value(text(path));
+            c.path.append_value(text(path));
         }
         let truncated = e.h.flags & F_PATH_TRUNCATED != 0;
-        self.path_truncated.append_value(truncated);
-        self.flags.append_value(e.flags as i64);
+        c.path_truncated.append_value(truncated);
+        c.flags.append_value(e.flags as i64);
         let slot = &mut self.flags_cache[(e.flags ^ (e.flags >> 17)) as usize % FLAGS_CACHE];
         if slot.0 != Some(e.flags) {
             slot.1.clear();
             let _ = write_open_flags(&mut slot.1, e.flags);
             slot.0 = Some(e.flags);
         }
-        self.flags_text.append_value(&slot.1);
-        self.mode.append_value(e.mode);
-        self.ret.append_value(e.h.ret);
-        append_errno(&mut self.errno, e.h.ret, &mut self.errno_text);
-        self.latency_ns.append_value(e.h.latency_ns as i64);
+        c.flags_text.append_value(&slot.1);
+        c.mode.append_value(e.mode);
+        c.ret.append_value(e.h.ret);
+        append_errno(&mut c.errno, e.h.ret, &mut self.errno_text);
+        c.latency_ns.append_value(e.h.latency_ns as i64);
         truncated
     }
 
@@ -115,21 +92,7 @@ impl OpensBuilder {
     }
 
     pub fn finish(&mut self) -> Batch {
-        let rows = self.len();
-        let (mut arrays, min_ts, max_ts) = self.common.finish();
-        arrays.extend::<[ArrayRef; 10]>([
-            finish_view(&mut self.syscall, rows),
-            finish_prim(&mut self.dfd, rows),
-            finish_str(&mut self.path, rows),
-            finish_bool(&mut self.path_truncated, rows),
-            finish_prim(&mut self.flags, rows),
-            finish_str(&mut self.flags_text, rows),
-            finish_prim(&mut self.mode, rows),
-            finish_prim(&mut self.ret, rows),
-            finish_view(&mut self.errno, rows),
-            finish_prim(&mut self.latency_ns, rows),
-        ]);
-        let batch = RecordBatch::try_new(self.schema.clone(), arrays).expect("opens schema matches its builder");
-        Batch { batch, min_ts, max_ts }
+        let own = self.cols.finish(self.len());
+        self.common.batch(&self.schema, own)
     }
 }

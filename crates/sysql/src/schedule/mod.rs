@@ -15,16 +15,15 @@ pub mod runner;
 pub mod sink;
 
 use crate::cli::{Args, ScheduleArgs};
+use crate::exit::SETUP_ERROR;
+use crate::signals::{Counts, Sig, Signals};
 use library::Library;
 use runner::{Scheduler, Sessions, Settings};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use tokio::signal::unix::{signal, SignalKind};
+use sysql_engine::query::Policy;
 use tokio::sync::Notify;
-
-/// Exit status for a set-up error (privileges, kernel features, bad options).
-const SETUP_ERROR: u8 = 2;
 
 /// Checks the options and reads the saved queries, before the capture
 /// starts: the exit status is 1 if there is no query to run, 2 on a set-up
@@ -47,8 +46,10 @@ pub fn prepare(args: &Args, opts: &ScheduleArgs) -> Result<Library, ExitCode> {
     let library = library::load(&opts.paths);
     if library.queries.is_empty() {
         report(&library.errors.iter().map(ToString::to_string).collect::<Vec<_>>());
-        eprintln!("sysql: schedule: no saved query to run");
-        return Err(ExitCode::from(1));
+        if library.errors.is_empty() {
+            eprintln!("sysql: schedule: no saved query to run");
+        }
+        return Err(ExitCode::from(crate::exit::SQL_ERROR));
     }
     Ok(library)
 }
@@ -60,9 +61,16 @@ pub fn run(
     running: crate::app::Running,
     opts: &ScheduleArgs,
     library: Library,
+    file_access: bool,
+    signals: &Signals,
+    since: Counts,
 ) -> ExitCode {
+    signals.handle_terminate();
     let running = Arc::new(running);
-    let sessions: Sessions = Arc::new(move || running.session());
+    // Saved queries are single read-only statements; `--allow-file-access`
+    // is the one switch that lets them touch files, as everywhere.
+    let policy = Policy { file_access, ..Policy::default() };
+    let sessions: Sessions = Arc::new(move || running.session(policy.clone()));
     let settings = Settings {
         sink: opts.sink.clone(),
         results: opts.results,
@@ -70,7 +78,7 @@ pub fn run(
         queue_rows: opts.queue_rows.max(1),
         keep_latest: opts.prometheus.is_some(),
     };
-    rt.block_on(serve(sessions, settings, opts, library))
+    rt.block_on(serve(sessions, settings, opts, library, signals, since))
 }
 
 fn report(errors: &[String]) {
@@ -88,7 +96,14 @@ fn running_line(scheduler: &Scheduler) -> String {
     format!("{total} saved queries running ({live} live)")
 }
 
-async fn serve(sessions: Sessions, settings: Settings, opts: &ScheduleArgs, library: Library) -> ExitCode {
+async fn serve(
+    sessions: Sessions,
+    settings: Settings,
+    opts: &ScheduleArgs,
+    library: Library,
+    signals: &Signals,
+    since: Counts,
+) -> ExitCode {
     let listener = match opts.prometheus {
         Some(addr) => match prometheus::bind(addr).await {
             Ok(listener) => Some(listener),
@@ -104,19 +119,11 @@ async fn serve(sessions: Sessions, settings: Settings, opts: &ScheduleArgs, libr
     let exporter = listener.map(|l| tokio::spawn(prometheus::serve(l, scheduler.registry())));
     report(&scheduler.apply(&library).await);
     if scheduler.queries().next().is_none() {
-        eprintln!("sysql: schedule: no saved query could start");
+        // Each file that could not start has said why, in one line.
         scheduler.shutdown().await;
-        return ExitCode::from(1);
+        return ExitCode::from(crate::exit::SQL_ERROR);
     }
     eprintln!("sysql: schedule: {}; SIGHUP reloads the files, Ctrl-C stops", running_line(&scheduler));
-    let (mut hangup, mut terminate) = match (signal(SignalKind::hangup()), signal(SignalKind::terminate())) {
-        (Ok(h), Ok(t)) => (h, t),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("sysql: schedule: cannot handle signals: {e}");
-            scheduler.shutdown().await;
-            return ExitCode::from(SETUP_ERROR);
-        }
-    };
     let stop = async {
         match opts.run_for {
             Some(d) => tokio::time::sleep(d).await,
@@ -124,15 +131,21 @@ async fn serve(sessions: Sessions, settings: Settings, opts: &ScheduleArgs, libr
         }
     };
     tokio::pin!(stop);
+    // A stop sent while sysql was starting counts; a reload then is moot
+    // (the files were just read).
+    let mut hangups = since;
+    hangups[Sig::Hangup as usize] = signals.now()[Sig::Hangup as usize];
     loop {
         tokio::select! {
-            _ = hangup.recv() => {
+            sig = signals.after(hangups, &[Sig::Hangup, Sig::Interrupt, Sig::Terminate]) => {
+                if sig != Sig::Hangup {
+                    break;
+                }
+                hangups[Sig::Hangup as usize] = signals.now()[Sig::Hangup as usize];
                 let library = library::load(&opts.paths);
                 report(&scheduler.apply(&library).await);
                 eprintln!("sysql: schedule: reloaded: {}", running_line(&scheduler));
             }
-            _ = tokio::signal::ctrl_c() => break,
-            _ = terminate.recv() => break,
             _ = &mut stop => break,
             _ = closed.notified() => break,
         }

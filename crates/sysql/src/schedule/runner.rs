@@ -1,40 +1,33 @@
 //! Runs saved queries on their schedules and hands their results to sinks.
 //!
-//! A history query (`every <interval>`) is planned afresh at each run, so
+//! A history query (`every <interval>`) is prepared afresh at each run, so
 //! `now()` is the run's, and its result goes out whole (`snapshot`) or as the
 //! rows added and removed since the previous run (`diff`). A live query runs
-//! continuously: a windowed one through `sysql_engine::window::run`, any
-//! other as an unbounded stream (`sysql_engine::live_table::prepare_live`);
-//! every row it emits is `added`.
+//! continuously; every row it emits (a windowed query's rows as each window
+//! closes) is `added`. Both run through the engine's statement path
+//! (`sysql_engine::query`), with its policy: a saved query is one read-only
+//! statement.
 //!
-//! Each query is a task of its own, planned once when loaded so that bad SQL
+//! Each query is a task of its own, prepared once when loaded so that bad SQL
 //! is one error line at load time and nothing else is affected; a run that
 //! fails later is reported once (until it succeeds again). The runner takes
-//! its SQL sessions from a factory, so tests drive it with an `Engine` fed
+//! its sessions from a factory, so tests drive it with an `Engine` fed
 //! synthetic events instead of a capture.
 
 use super::diff::Diff;
 use super::library::{Library, Results, SavedQuery, Schedule};
 use super::sink::{Action, Actions, Output, Sink, SinkQueue, SinkSpec, Target};
 use crate::app::now_ns;
-use crate::exec::{default_qualifier, error_message, BeforeStatement};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::dataframe::DataFrame;
-use datafusion::datasource::MemTable;
-use datafusion::error::DataFusionError;
-use datafusion::physical_plan::{collect, execute_stream, ExecutionPlan, ExecutionPlanProperties};
-use datafusion::prelude::SessionContext;
-use datafusion::sql::parser::DFParser;
+use datafusion::arrow::datatypes::SchemaRef;
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use sysql_engine::live_table::prepare_live;
-use sysql_engine::window::{self, WindowQuery};
+use sysql_engine::query::{Kind, QueryError, QuerySession};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -42,8 +35,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 /// The running queries' stats by name, shared with the Prometheus endpoint.
 pub type Registry = Arc<Mutex<BTreeMap<String, Arc<QueryStats>>>>;
 
-/// A fresh SQL session over the capture (or, in tests, a synthetic engine).
-pub type Sessions = Arc<dyn Fn() -> datafusion::error::Result<SessionContext> + Send + Sync>;
+/// A fresh session over the capture (or, in tests, a synthetic engine).
+pub type Sessions = Arc<dyn Fn() -> Result<QuerySession, QueryError> + Send + Sync>;
 
 /// How long a live query that failed waits before it starts again.
 const LIVE_RETRY: Duration = Duration::from_secs(10);
@@ -132,92 +125,48 @@ impl QueryStats {
 #[derive(Debug, Clone)]
 pub enum Plan {
     History { period: Duration },
-    Window(Box<WindowQuery>),
-    Stream,
+    Live,
 }
 
-/// Parses and plans a saved query without running it: the error is one line.
-pub async fn check(ctx: &SessionContext, query: &SavedQuery) -> Result<Plan, String> {
-    let qualifier = default_qualifier(ctx);
-    let msg = |e: DataFusionError| error_message(&e, &qualifier);
-    let statements = DFParser::parse_sql(&query.sql).map_err(msg)?;
-    if statements.len() != 1 {
-        return Err(format!("a saved query is one statement; this file has {}", statements.len()));
-    }
-    match query.schedule {
-        Schedule::Every(period) => {
-            let plan = ctx.sql(&query.sql).await.map_err(msg)?.create_physical_plan().await.map_err(msg)?;
-            if plan.boundedness().is_unbounded() {
-                return Err("it reads a live table, which never ends: make it '-- schedule: live', \
-                            or read the history table (opens instead of live.opens)"
-                    .into());
-            }
-            Ok(Plan::History { period })
-        }
-        Schedule::Live => {
-            if let Some(w) = window::plan(ctx, &query.sql).await.map_err(msg)? {
-                // Plan the per-window statement over an empty window.
-                let schema = window_schema(&w)?;
-                let empty = MemTable::try_new(schema, vec![vec![]]).map_err(msg)?;
-                let check = ctx.clone();
-                check.register_table("__window", Arc::new(empty)).map_err(msg)?;
-                let planned = async { check.sql(&w.sql).await?.create_physical_plan().await };
-                let planned = planned.await;
-                check.deregister_table("__window").map_err(msg)?;
-                planned.map_err(msg)?;
-                return Ok(Plan::Window(Box::new(w)));
-            }
-            let plan = live_plan(ctx, &query.sql).await.map_err(msg)?;
-            if !plan.boundedness().is_unbounded() {
-                return Err("'-- schedule: live', but it reads no live table: read live.opens, live.connects \
-                            or live.execs, or schedule it 'every 1m'"
-                    .into());
-            }
-            prepare_live(plan, ctx.task_ctx()).map_err(msg)?;
-            Ok(Plan::Stream)
-        }
+/// Prepares a saved query without running it: the error is one line.
+pub async fn check(session: &QuerySession, query: &SavedQuery) -> Result<Plan, String> {
+    let statements = session.parse(&query.sql).map_err(|e| e.message)?;
+    let [statement] = <[_; 1]>::try_from(statements)
+        .map_err(|s: Vec<_>| format!("a saved query is one statement; this file has {}", s.len()))?;
+    let prepared = session.prepare(statement).await.map_err(|e| e.message)?;
+    match (query.schedule, prepared.kind()) {
+        (_, Kind::Command) => Err("a saved query is a query; this one changes the session".into()),
+        (Schedule::Every(period), Kind::Bounded) => Ok(Plan::History { period }),
+        (Schedule::Every(_), Kind::Live | Kind::Window) => Err("it reads a live table, which never ends: make it \
+                                                                  '-- schedule: live', or read the history table \
+                                                                  (opens instead of live.opens)"
+            .into()),
+        (Schedule::Live, Kind::Live | Kind::Window) => Ok(Plan::Live),
+        (Schedule::Live, Kind::Bounded) => Err("'-- schedule: live', but it reads no live table: read live.opens, \
+                                                live.connects or live.execs, or schedule it 'every 1m'"
+            .into()),
     }
 }
 
-/// The columns a windowed query's per-window statement reads.
-fn window_schema(w: &WindowQuery) -> Result<SchemaRef, String> {
-    let (_, schema) = sysql_engine::event_tables()
-        .into_iter()
-        .find(|(t, _)| *t == w.table)
-        .ok_or_else(|| format!("no table {}", w.table.name()))?;
-    let ts = sysql_engine::event::ts_type();
-    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.push(Field::new("window_start", ts.clone(), false));
-    fields.push(Field::new("window_end", ts, false));
-    fields.push(Field::new("window_lost", DataType::UInt64, false));
-    Ok(Arc::new(Schema::new(fields)))
-}
-
-/// Plans a live query as the shell does: one partition, and batches of one
-/// row, so nothing waits for a batch to fill.
-async fn live_plan(ctx: &SessionContext, sql: &str) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-    let (mut state, logical) = ctx.sql(sql).await?.into_parts();
-    state.config_mut().options_mut().execution.target_partitions = 1;
-    state.config_mut().options_mut().set("datafusion.execution.batch_size", "1")?;
-    DataFrame::new(state, logical).create_physical_plan().await
-}
-
-/// Runs a history query once: syncs the capture, plans, collects.
-async fn run_once(ctx: &SessionContext, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
-    if let Some(before) = ctx.state().config().get_extension::<BeforeStatement>() {
-        (before.0)().await;
+/// Runs a history query once, through the statement path (which first
+/// syncs with the capture), and collects its result; what it holds counts
+/// towards the query's memory.
+async fn run_once(session: &QuerySession, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
+    let mut stream = session.run(sql).await.map_err(|e| e.message)?;
+    let schema = stream.schema().clone();
+    let held = stream.reservation("saved query result");
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| e.message)?;
+        held.try_grow(batch.get_array_memory_size()).map_err(|e| stream.error(&e).message)?;
+        batches.push(batch);
     }
-    let qualifier = default_qualifier(ctx);
-    let msg = |e: DataFusionError| error_message(&e, &qualifier);
-    let plan = ctx.sql(sql).await.map_err(msg)?.create_physical_plan().await.map_err(msg)?;
-    let schema = plan.schema();
-    let batches = collect(plan, ctx.task_ctx()).await.map_err(msg)?;
     Ok((schema, batches))
 }
 
 /// What a scheduled query needs to run.
 pub struct Job {
-    pub ctx: SessionContext,
+    pub session: QuerySession,
     pub name: Arc<str>,
     pub sql: String,
     pub queue: SinkQueue,
@@ -239,7 +188,7 @@ pub async fn run_history(job: Job, period: Duration, first: Duration, results: R
         let time_ns = now_ns();
         job.stats.runs.fetch_add(1, Relaxed);
         let permit = HISTORY_RUNS.acquire().await;
-        let result = run_once(&job.ctx, &job.sql).await;
+        let result = run_once(&job.session, &job.sql).await;
         drop(permit);
         let (schema, batches) = match result {
             Ok(result) => result,
@@ -274,13 +223,9 @@ pub async fn run_history(job: Job, period: Duration, first: Duration, results: R
 
 /// Runs a live query until it ends (a LIMIT); after a failure, starts it
 /// again after a pause.
-pub async fn run_live(job: Job, window: Option<Box<WindowQuery>>) {
+pub async fn run_live(job: Job) {
     loop {
-        let result = match &window {
-            Some(w) => live_window(&job, w).await,
-            None => live_stream(&job).await,
-        };
-        match result {
+        match live(&job).await {
             Ok(()) => {
                 eprintln!("sysql: schedule: {}: the live query ended", job.name);
                 return;
@@ -301,29 +246,10 @@ fn emit(job: &Job, batch: RecordBatch) {
     job.stats.succeeded(&job.name);
 }
 
-async fn live_window(job: &Job, w: &WindowQuery) -> Result<(), String> {
-    let qualifier = default_qualifier(&job.ctx);
-    let msg = |e: DataFusionError| error_message(&e, &qualifier);
-    let engine = job.ctx.state().config().get_extension::<sysql_engine::Engine>();
-    let engine = engine.ok_or("the session has no engine for live windows")?;
-    // window::run registers each window as a table: in a session of its own.
-    let ctx = engine.session().map_err(msg)?;
-    window::run(&engine, &ctx, w, |batch| {
-        emit(job, batch);
-        Ok(())
-    })
-    .await
-    .map_err(msg)
-}
-
-async fn live_stream(job: &Job) -> Result<(), String> {
-    let qualifier = default_qualifier(&job.ctx);
-    let msg = |e: DataFusionError| error_message(&e, &qualifier);
-    let plan = live_plan(&job.ctx, &job.sql).await.map_err(msg)?;
-    let (plan, task) = prepare_live(plan, job.ctx.task_ctx()).map_err(msg)?;
-    let mut batches = execute_stream(plan, task).map_err(msg)?;
-    while let Some(batch) = batches.next().await {
-        emit(job, batch.map_err(msg)?);
+async fn live(job: &Job) -> Result<(), String> {
+    let mut stream = job.session.run(&job.sql).await.map_err(|e| e.message)?;
+    while let Some(batch) = stream.next().await {
+        emit(job, batch.map_err(|e| e.message)?);
     }
     Ok(())
 }
@@ -428,19 +354,19 @@ impl Scheduler {
         results: Results,
         target: Target,
     ) -> Result<(JoinHandle<()>, Arc<QueryStats>), String> {
-        let ctx = (self.sessions)().map_err(|e| e.to_string())?;
-        let plan = check(&ctx, query).await?;
+        let session = (self.sessions)().map_err(|e| e.message)?;
+        let plan = check(&session, query).await?;
         let queue = self.sink(&target, &query.name)?;
         let stats =
             Arc::new(if self.settings.keep_latest { QueryStats::keeping_latest() } else { QueryStats::default() });
-        let job = Job { ctx, name: query.name.as_str().into(), sql: query.sql.clone(), queue, stats: stats.clone() };
+        let job =
+            Job { session, name: query.name.as_str().into(), sql: query.sql.clone(), queue, stats: stats.clone() };
         let task = match plan {
             Plan::History { period } => {
                 let first = self.settings.first_run.unwrap_or(period);
                 tokio::spawn(run_history(job, period, first, results))
             }
-            Plan::Window(w) => tokio::spawn(run_live(job, Some(w))),
-            Plan::Stream => tokio::spawn(run_live(job, None)),
+            Plan::Live => tokio::spawn(run_live(job)),
         };
         Ok((task, stats))
     }
