@@ -13,7 +13,7 @@
 //! statement error <the exact one-line message, or its start followed by ...>
 //! COPY (SELECT 1) TO '/tmp/x'
 //!
-//! query
+//! query                          (bounded: planned to end)
 //! SELECT comm, count(*) FROM opens GROUP BY comm ORDER BY comm
 //! ----
 //! cat | 2
@@ -231,10 +231,11 @@ async fn check(engine: &Engine, session: &QuerySession, r: &Record) -> Result<()
             }
             return Ok((batches, Some(b), "Window".into()));
         }
+        let kind = format!("{:?}", stream.kind());
         while let Some(batch) = stream.next().await {
             batches.push(batch?);
         }
-        Ok::<_, sysql_engine::query::QueryError>((batches, None, String::new()))
+        Ok::<_, sysql_engine::query::QueryError>((batches, None, kind))
     }
     .await;
     match (&r.expect, result) {
@@ -253,6 +254,9 @@ async fn check(engine: &Engine, session: &QuerySession, r: &Record) -> Result<()
         (Expect::Rows(want), Ok((batches, base, kind))) => {
             if r.window && kind != "Window" {
                 return Err(format!("expected a window query, planned as {kind}"));
+            }
+            if !r.window && kind != "Bounded" {
+                return Err(format!("expected a bounded query, planned as {kind}"));
             }
             let got = render(&batches, base);
             if got == *want {
