@@ -55,17 +55,10 @@ pub fn now_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
-/// Loads the kernel programs and starts the reader task on the runtime.
-pub fn start(rt: &tokio::runtime::Runtime, args: &crate::cli::Args) -> Result<Running, SetupError> {
-    let ring_size = args.ring_size;
-    let redact_argv = ArgvRedaction::new(&args.redact_argv, !args.no_redact_argv).map_err(SetupError::Config)?;
-    let ring_bytes = u32::try_from(ring_size)
-        .map_err(|_| SetupError::Config(format!("ring buffer size {ring_size} is larger than 2 GiB")))?;
-    let snap_len = u32::try_from(args.snap_len).unwrap_or(u32::MAX);
-    let config = CaptureConfig { ring_bytes, payloads: !args.no_payload, snap_len, ..CaptureConfig::default() };
-    // AsyncFd registration needs the runtime's reactor.
-    let capture = rt.block_on(async { Capture::start(&config) })?;
-    let engine = Engine::new(EngineConfig {
+/// The engine's settings from the command line.
+pub fn engine_config(args: &crate::cli::Args) -> Result<EngineConfig, String> {
+    let redact_argv = ArgvRedaction::new(&args.redact_argv, !args.no_redact_argv)?;
+    Ok(EngineConfig {
         retention: args.history,
         memory_cap_bytes: usize::try_from(args.history_memory).unwrap_or(usize::MAX),
         query_memory_bytes: usize::try_from(args.query_memory).unwrap_or(usize::MAX),
@@ -74,7 +67,32 @@ pub fn start(rt: &tokio::runtime::Runtime, args: &crate::cli::Args) -> Result<Ru
         clock_offset_ns: sysql_capture::clock_offset_ns(),
         redact_argv: std::sync::Arc::new(redact_argv),
         ..EngineConfig::default()
-    });
+    })
+}
+
+/// Loads the kernel programs and starts the reader task on the runtime.
+pub fn start(rt: &tokio::runtime::Runtime, args: &crate::cli::Args) -> Result<Running, SetupError> {
+    start_with(rt, args, None)
+}
+
+/// [`start`], keeping history also in `store` (the agent).
+pub fn start_with(
+    rt: &tokio::runtime::Runtime,
+    args: &crate::cli::Args,
+    store: Option<std::sync::Arc<sysql_engine::store::Store>>,
+) -> Result<Running, SetupError> {
+    let ring_size = args.ring_size;
+    let engine_config = engine_config(args).map_err(SetupError::Config)?;
+    let ring_bytes = u32::try_from(ring_size)
+        .map_err(|_| SetupError::Config(format!("ring buffer size {ring_size} is larger than 2 GiB")))?;
+    let snap_len = u32::try_from(args.snap_len).unwrap_or(u32::MAX);
+    let config = CaptureConfig { ring_bytes, payloads: !args.no_payload, snap_len, ..CaptureConfig::default() };
+    // AsyncFd registration needs the runtime's reactor.
+    let capture = rt.block_on(async { Capture::start(&config) })?;
+    let engine = match store {
+        Some(store) => Engine::with_store(engine_config, store),
+        None => Engine::new(engine_config),
+    };
     let (requester, requests) = mpsc::channel(16);
     engine.set_sync(Box::new(move || {
         let requester = requester.clone();

@@ -91,7 +91,33 @@ pub struct Args {
     /// --redact-argv still apply).
     #[arg(long, global = true)]
     pub no_redact_argv: bool,
+
+    /// The agent's socket: the shell and -c/-f ask the agent there when one
+    /// runs (default /run/sysql/sysql.sock); given explicitly, an agent must
+    /// answer there.
+    #[arg(long, value_name = "PATH")]
+    pub agent: Option<PathBuf>,
+
+    /// Capture in this process even if an agent runs.
+    #[arg(long, conflicts_with_all = ["agent", "data"])]
+    pub embedded: bool,
+
+    /// Read a state directory (or a copy of one) instead of capturing: the
+    /// same tables over its history; live tables replay it in event time.
+    /// Needs no privileges.
+    #[arg(long, value_name = "DIR", conflicts_with = "agent")]
+    pub data: Option<PathBuf>,
+
+    /// With --data: replay live tables at this many times the recorded pace
+    /// (1 is as recorded); by default as fast as the query takes rows.
+    #[arg(long, value_name = "SPEED", requires = "data")]
+    pub pace: Option<f64>,
 }
+
+/// Where the agent's socket is by default.
+pub const DEFAULT_SOCKET: &str = "/run/sysql/sysql.sock";
+/// Where the agent keeps its state by default.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/sysql";
 
 /// What sysql can do besides the shell and one-shot runs.
 #[derive(Debug, clap::Subcommand)]
@@ -103,9 +129,49 @@ pub enum Subcommand {
     /// runs; see docs/saved-queries.md. SIGHUP reloads the files; Ctrl-C stops.
     Schedule(ScheduleArgs),
 
+    /// Capture all the time, keep history in memory and on disk, and answer
+    /// the shell, -c and -f of every user (root) over a unix socket.
+    ///
+    /// Runs in the foreground until SIGTERM or Ctrl-C; see docs/agent.md for
+    /// the systemd unit.
+    Agent(AgentArgs),
+
     /// The user-space pipeline alone on synthetic records (docs/benchmarks.md).
     #[command(name = "bench-pipeline", hide = true)]
     BenchPipeline(crate::bench_pipeline::BenchArgs),
+}
+
+/// Arguments of `sysql agent`.
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// Where history is kept on disk, as Parquet files.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+
+    /// The unix socket clients ask (mode 0600: root only).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+
+    /// Files whose newest event is older than this are removed.
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+    pub retain: Duration,
+
+    /// Past this many bytes of files, the oldest are removed (and counted).
+    #[arg(long, value_name = "BYTES", default_value = "2GiB", value_parser = parse_size)]
+    pub disk_cap: u64,
+
+    /// How often history is written to disk: a kill -9 loses at most this.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub flush_interval: Duration,
+
+    /// Also run the saved queries in these files or directories (as
+    /// `sysql schedule` does); SIGHUP reloads them.
+    #[arg(long = "schedule", value_name = "FILE|DIR")]
+    pub schedule: Vec<PathBuf>,
+
+    /// Where the saved queries' results go (see `sysql schedule --sink`).
+    #[arg(long, value_name = "SINK", default_value = "stdout")]
+    pub sink: SinkSpec,
 }
 
 /// Arguments of `sysql schedule`.
