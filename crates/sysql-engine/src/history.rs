@@ -258,6 +258,11 @@ impl History {
         f(&q, first_id)
     }
 
+    /// Rows of entries with an id of at least `from`.
+    pub fn rows_from(&self, table: Table, from: u64) -> u64 {
+        self.lock(table as usize).iter().filter(|e| e.id >= from).map(|e| e.batch.num_rows() as u64).sum()
+    }
+
     pub fn usage(&self, table: Table) -> Usage {
         let q = self.lock(table as usize);
         Usage {

@@ -240,7 +240,7 @@ impl Engine {
             let history = HistoryTable::new(table, schema, self.history.clone(), self.store.clone());
             ctx.register_table(table.name(), Arc::new(history))?;
         }
-        let stats = StatsTable::new(self.stats.clone(), self.history.clone(), self.store.clone());
+        let stats = StatsTable::new(self.stats.clone(), self.history.clone(), self.live.clone(), self.store.clone());
         ctx.register_table("sysql_stats", Arc::new(stats))?;
         ctx.register_table("sysql_gaps", Arc::new(provider::GapsTable::new(self.store.clone())))?;
         ctx.register_table("sysql_columns", Arc::new(provider::columns_table()?))?;

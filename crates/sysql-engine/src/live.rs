@@ -105,7 +105,13 @@ impl LiveHub {
     /// (a replay waits for room instead of dropping).
     pub fn room(&self, table: Table) -> usize {
         let hub = self.lock(table);
-        hub.raw.iter().chain(&hub.ordered).filter(|tx| !tx.is_closed()).map(|tx| tx.capacity()).min().unwrap_or(usize::MAX)
+        hub.raw
+            .iter()
+            .chain(&hub.ordered)
+            .filter(|tx| !tx.is_closed())
+            .map(|tx| tx.capacity())
+            .min()
+            .unwrap_or(usize::MAX)
     }
 
     /// Ends every subscription: their streams end (a replay has no more).

@@ -12,8 +12,6 @@ use crate::event::columns::ColumnDef;
 use crate::history::History;
 use crate::stats::Stats;
 use crate::store::{read, Store};
-use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
-use datafusion::physical_plan::union::UnionExec;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -22,6 +20,8 @@ use datafusion::common::{Result, ScalarValue};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::ExecutionPlan;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -129,7 +129,8 @@ impl TableProvider for HistoryTable {
         // written-pending entries are older than memory's: they go first
         let mut batches = disk.pending;
         batches.extend(memory.batches);
-        let in_memory = MemorySourceConfig::try_new_exec(&split_even(batches, n), self.schema.clone(), projection.cloned())?;
+        let in_memory =
+            MemorySourceConfig::try_new_exec(&split_even(batches, n), self.schema.clone(), projection.cloned())?;
         if disk.files.is_empty() {
             return Ok(in_memory);
         }
@@ -180,6 +181,7 @@ crate::columns! {
         evicted: UInt64, not null, "events removed from history because of the memory cap";
         expired: UInt64, not null, "events removed from history because they were older than the retention period";
         late: UInt64, not null, "events that reached the live reorder buffer after the watermark had passed them (a syscall slower than the 200 ms lateness): left out of ordered live streams and windows, still in history";
+        live_queries: UInt64, not null, "live subscriptions to the table now (a live query, window or join side each)";
         history_rows: UInt64, not null, "events held in history now";
         history_bytes: UInt64, not null, "memory held by those events";
         oldest: Ts, null, "`ts` of the oldest event held in memory, `NULL` if none";
@@ -187,6 +189,7 @@ crate::columns! {
         disk_rows: UInt64, not null, "events in the agent's files on disk (0 without a state directory)";
         disk_bytes: UInt64, not null, "bytes of those files";
         disk_oldest: Ts, null, "`ts` of the oldest event on disk, `NULL` if none";
+        disk_waiting: UInt64, not null, "events not written to disk yet: they grow while the disk is full (or slower than the capture) and fall back once writes succeed";
         disk_removed: UInt64, not null, "events removed from disk by retention (`--retain`) or the disk cap (`--disk-cap`)";
         disk_unwritten: UInt64, not null, "events that left memory before they could be written (a full disk, a storm faster than the disk): lost for good";
         gap_start: Ts, null, "start of the latest gap in capture (the agent was stopped, or killed and the last flush interval lost), `NULL` if none; all gaps are in `sysql_gaps`";
@@ -200,12 +203,18 @@ pub struct StatsTable {
     schema: SchemaRef,
     stats: Arc<Stats>,
     history: Arc<History>,
+    live: Arc<crate::live::LiveHub>,
     store: Option<Arc<Store>>,
 }
 
 impl StatsTable {
-    pub fn new(stats: Arc<Stats>, history: Arc<History>, store: Option<Arc<Store>>) -> Self {
-        StatsTable { schema: Self::table_schema(), stats, history, store }
+    pub fn new(
+        stats: Arc<Stats>,
+        history: Arc<History>,
+        live: Arc<crate::live::LiveHub>,
+        store: Option<Arc<Store>>,
+    ) -> Self {
+        StatsTable { schema: Self::table_schema(), stats, history, live, store }
     }
 
     pub fn table_schema() -> SchemaRef {
@@ -228,6 +237,7 @@ impl StatsTable {
             c.evicted.append_value(s.evicted.load(Relaxed));
             c.expired.append_value(s.expired.load(Relaxed));
             c.late.append_value(s.late.load(Relaxed));
+            c.live_queries.append_value(self.live.subscribers(t) as u64);
             c.history_rows.append_value(u.rows);
             c.history_bytes.append_value(u.bytes);
             c.oldest.append_option(u.oldest);
@@ -236,6 +246,7 @@ impl StatsTable {
             c.disk_rows.append_value(disk_rows);
             c.disk_bytes.append_value(disk_bytes);
             c.disk_oldest.append_option(self.store.as_ref().and_then(|s| s.span(t)).map(|(min, _)| min));
+            c.disk_waiting.append_value(self.store.as_ref().map(|s| s.waiting(t, &self.history)).unwrap_or(0));
             let disk = self.store.as_ref().map(|s| s.disk_stats(t));
             c.disk_removed.append_value(disk.map(|d| d.removed.load(Relaxed)).unwrap_or(0));
             c.disk_unwritten.append_value(disk.map(|d| d.unwritten.load(Relaxed)).unwrap_or(0));
@@ -255,10 +266,12 @@ impl StatsTable {
                 &mut c.evicted,
                 &mut c.expired,
                 &mut c.late,
+                &mut c.live_queries,
                 &mut c.history_rows,
                 &mut c.history_bytes,
                 &mut c.disk_rows,
                 &mut c.disk_bytes,
+                &mut c.disk_waiting,
                 &mut c.disk_removed,
                 &mut c.disk_unwritten,
             ] {

@@ -6,7 +6,7 @@
 use std::path::Path;
 use sysql_engine::event::columns::ColumnDef;
 use sysql_engine::event::{table_def, CommonColumns};
-use sysql_engine::provider::{ColumnsColumns, StatsColumns};
+use sysql_engine::provider::{ColumnsColumns, GapsColumns, StatsColumns};
 use sysql_events::Table;
 
 fn page(name: &str) -> String {
@@ -83,7 +83,11 @@ fn every_page_matches_its_column_list() {
         assert_eq!(line[1], def.doc, "docs/tables.md: the line of {}", t.name());
         check(&format!("tables/{}.md", t.name()), documented(&page(&format!("tables/{}.md", t.name()))), def.columns);
     }
-    for (name, columns) in [("sysql_stats", StatsColumns::COLUMNS), ("sysql_columns", ColumnsColumns::COLUMNS)] {
+    for (name, columns) in [
+        ("sysql_stats", StatsColumns::COLUMNS),
+        ("sysql_columns", ColumnsColumns::COLUMNS),
+        ("sysql_gaps", GapsColumns::COLUMNS),
+    ] {
         assert!(rows.iter().any(|r| r[0] == format!("`{name}`")), "docs/tables.md does not list {name}");
         check(&format!("tables/{name}.md"), documented(&page(&format!("tables/{name}.md"))), columns);
     }

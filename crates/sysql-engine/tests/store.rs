@@ -191,3 +191,54 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// One hour of history (10M opens), the same query over it in memory and
+/// on disk, timed (not asserted):
+/// `cargo test --release -p sysql-engine --test store one_hour -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn one_hour_in_memory_and_on_disk() {
+    let dir = Dir::new("hour");
+    let n: u32 = 10_000_000;
+    let t0 = now_ns() - 3600 * S;
+    let step = 3600 * S / n as i64;
+    let memory = Engine::new(EngineConfig { memory_cap_bytes: 8 << 30, ..EngineConfig::default() });
+    let disk =
+        engine(&dir, EngineConfig { memory_cap_bytes: 8 << 30, ..EngineConfig::default() }, StoreConfig::new(&dir.0));
+    let paths = ["/etc/passwd", "/etc/shadow", "/usr/lib/libc.so.6", "/proc/self/stat", "/tmp/x"];
+    for e in [&memory, &disk] {
+        let mut ingest = e.ingest();
+        for i in 0..n {
+            ingest.push(as_bytes(&open(t0 + i as i64 * step, 1000 + (i % 50), paths[i as usize % paths.len()])));
+        }
+        ingest.flush();
+    }
+    let store = disk.store().unwrap().clone();
+    store.flush(disk.history(), disk.stats(), now_ns());
+    drop(disk);
+    // a new engine over the directory: everything is on disk, nothing in memory
+    let disk = engine(&dir, EngineConfig::default(), StoreConfig::new(&dir.0));
+    let (rows, bytes) = disk.store().unwrap().usage(Table::Opens);
+    let mem = memory.history().usage(Table::Opens);
+    println!(
+        "one hour, {n} opens: memory {} bytes/event, Parquet on disk {} bytes/event",
+        mem.bytes / mem.rows.max(1),
+        bytes as f64 / rows.max(1) as f64
+    );
+    for sql in [
+        "SELECT count(*) FROM opens WHERE ts > now() - INTERVAL '1 hour'",
+        "SELECT pid, count(*) FROM opens WHERE ts > now() - INTERVAL '1 hour' GROUP BY pid ORDER BY 2 DESC LIMIT 5",
+        "SELECT count(*) FROM opens WHERE path = '/etc/shadow'",
+        "SELECT count(*) FROM opens WHERE ts > now() - INTERVAL '5 minutes'",
+    ] {
+        for (name, e) in [("memory", &memory), ("disk", &disk)] {
+            let mut best = f64::MAX;
+            for _ in 0..3 {
+                let start = std::time::Instant::now();
+                let _ = count(e, sql).await;
+                best = best.min(start.elapsed().as_secs_f64() * 1e3);
+            }
+            println!("{name:>6}: {best:8.1} ms  {sql}");
+        }
+    }
+}

@@ -50,16 +50,14 @@ pub struct Prepared {
 fn query_error(e: FlightError) -> QueryError {
     match e {
         FlightError::Tonic(status) => {
-            let kind = status
-                .metadata()
-                .get(ERROR_KIND_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(error_kind_from)
-                .unwrap_or(match status.code() {
-                    tonic::Code::Unavailable | tonic::Code::Unknown => ErrorKind::Execution,
-                    tonic::Code::Cancelled => ErrorKind::Cancelled,
-                    _ => ErrorKind::Execution,
-                });
+            let kind =
+                status.metadata().get(ERROR_KIND_HEADER).and_then(|v| v.to_str().ok()).map(error_kind_from).unwrap_or(
+                    match status.code() {
+                        tonic::Code::Unavailable | tonic::Code::Unknown => ErrorKind::Execution,
+                        tonic::Code::Cancelled => ErrorKind::Cancelled,
+                        _ => ErrorKind::Execution,
+                    },
+                );
             let message = if status.code() == tonic::Code::Unavailable {
                 format!("lost the sysql agent: {}", status.message())
             } else {
@@ -91,8 +89,7 @@ impl AgentClient {
             .await
             .map_err(|e| ConnectError::Other(path.to_path_buf(), e.to_string()))?;
         let session = format!("{}-{}", std::process::id(), crate::flight_nonce());
-        let mut client =
-            AgentClient { channel, session, info: AgentInfo::decode(""), path: path.to_path_buf() };
+        let mut client = AgentClient { channel, session, info: AgentInfo::decode(""), path: path.to_path_buf() };
         let info = client.fetch_info().await.map_err(|e| ConnectError::Other(path.to_path_buf(), e.message))?;
         if info.version != VERSION {
             return Err(ConnectError::Version { path: path.to_path_buf(), agent: info.version, ours: VERSION.into() });
@@ -138,7 +135,8 @@ impl AgentClient {
         let mut c = self.client();
         let info = c.execute(sql.to_string(), None).await.map_err(query_error)?;
         let kind = kind_from(&info.app_metadata).unwrap_or(Kind::Bounded);
-        let schema: Schema = info.clone().try_decode_schema().map_err(|e| QueryError::new(ErrorKind::Execution, e.to_string()))?;
+        let schema: Schema =
+            info.clone().try_decode_schema().map_err(|e| QueryError::new(ErrorKind::Execution, e.to_string()))?;
         let ticket = info
             .endpoint
             .first()
@@ -148,7 +146,10 @@ impl AgentClient {
     }
 
     /// Runs a prepared statement; dropping the stream stops it on the agent.
-    pub async fn execute(&self, prepared: Prepared) -> Result<BoxStream<'static, Result<RecordBatch, QueryError>>, QueryError> {
+    pub async fn execute(
+        &self,
+        prepared: Prepared,
+    ) -> Result<BoxStream<'static, Result<RecordBatch, QueryError>>, QueryError> {
         let mut c = self.client();
         let stream = c.do_get(prepared.ticket).await.map_err(query_error)?;
         Ok(stream.map_err(query_error).boxed())

@@ -104,6 +104,7 @@ impl AgentInfo {
 fn flight_nonce() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
     static N: AtomicU64 = AtomicU64::new(0);
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let t =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     t ^ N.fetch_add(1, Relaxed).rotate_left(48)
 }

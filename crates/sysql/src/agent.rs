@@ -189,18 +189,14 @@ async fn serve(
     };
     let mut seen = since;
     seen[Sig::Hangup as usize] = signals.now()[Sig::Hangup as usize];
-    loop {
-        match signals.after(seen, &[Sig::Interrupt, Sig::Terminate, Sig::Hangup]).await {
-            Sig::Hangup => {
-                seen[Sig::Hangup as usize] = signals.now()[Sig::Hangup as usize];
-                if let Some(s) = scheduler.as_mut() {
-                    let library = library::load(&opts.schedule);
-                    for e in s.apply(&library).await {
-                        eprintln!("sysql: agent: schedule: {e}");
-                    }
-                }
+    // SIGHUP reloads the saved queries; SIGINT or SIGTERM stops.
+    while signals.after(seen, &[Sig::Interrupt, Sig::Terminate, Sig::Hangup]).await == Sig::Hangup {
+        seen[Sig::Hangup as usize] = signals.now()[Sig::Hangup as usize];
+        if let Some(s) = scheduler.as_mut() {
+            let library = library::load(&opts.schedule);
+            for e in s.apply(&library).await {
+                eprintln!("sysql: agent: schedule: {e}");
             }
-            Sig::Interrupt | Sig::Terminate => break,
         }
     }
     // Stop answering, stop the saved queries, then read what the ring

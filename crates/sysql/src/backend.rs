@@ -85,7 +85,11 @@ impl Backend {
             }
             Backend::Agent(c) => {
                 let prepared = c.prepare(&statement.to_string()).await?;
-                Ok(Pending { kind: prepared.kind, schema: prepared.schema.clone(), inner: PendingInner::Agent(prepared) })
+                Ok(Pending {
+                    kind: prepared.kind,
+                    schema: prepared.schema.clone(),
+                    inner: PendingInner::Agent(prepared),
+                })
             }
         }
     }

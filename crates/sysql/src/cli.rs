@@ -37,12 +37,12 @@ pub struct Args {
     pub maxrows: Option<usize>,
 
     /// How long each table keeps events.
-    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration, global = true)]
     pub history: Duration,
 
     /// Memory for history, all tables together (e.g. 512MiB, 2GiB); past it
     /// the oldest events of the largest table are evicted, and counted.
-    #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = parse_size, global = true)]
     pub history_memory: u64,
 
     /// Memory one statement may use: its operators' state, the values its
@@ -52,22 +52,22 @@ pub struct Args {
     pub query_memory: u64,
 
     /// Kernel ring buffer size (a power of two).
-    #[arg(long, value_name = "BYTES", default_value = "32MiB", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value = "32MiB", value_parser = parse_size, global = true)]
     pub ring_size: u64,
 
     /// Capture no socket payloads at all: the http_requests, db_queries and
     /// dns_queries tables stay empty and socket reads and writes are not traced.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub no_payload: bool,
 
     /// Payload bytes copied from each socket send or receive (at most 4KiB);
     /// longer messages are cut and flagged `truncated`.
-    #[arg(long, value_name = "BYTES", default_value = "4KiB", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value = "4KiB", value_parser = parse_size, global = true)]
     pub snap_len: u64,
 
     /// Store SQL literals as `?`, and HTTP header values and query-string
     /// values as `***`, in the payload tables.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub redact_payload: bool,
 
     /// Shell history file (default ~/.sysql_history; created mode 0600).

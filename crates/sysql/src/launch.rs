@@ -163,20 +163,17 @@ fn run_client(
         backend::Backend::Embedded(_) => String::new(),
     });
     eprintln!("sysql: {banner}");
-    let main = std::thread::Builder::new()
-        .name("sysql".into())
-        .stack_size(exec::STACK_BYTES)
-        .spawn(move || {
-            let printer = print::Printer { format: args.format, maxrows: args.maxrows, timing: true };
-            if let Some(sql) = script {
-                return oneshot::run(&rt, &backend, &sql, &args, &printer, &signals, since);
-            }
-            let opts = repl::ReplOptions { history_path: args.history_file.clone(), printer };
-            match repl::run(&rt, backend, opts, &signals) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => exit::setup(format!("{e:#}")),
-            }
-        });
+    let main = std::thread::Builder::new().name("sysql".into()).stack_size(exec::STACK_BYTES).spawn(move || {
+        let printer = print::Printer { format: args.format, maxrows: args.maxrows, timing: true };
+        if let Some(sql) = script {
+            return oneshot::run(&rt, &backend, &sql, &args, &printer, &signals, since);
+        }
+        let opts = repl::ReplOptions { history_path: args.history_file.clone(), printer };
+        match repl::run(&rt, backend, opts, &signals) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => exit::setup(format!("{e:#}")),
+        }
+    });
     match main.map(|t| t.join()) {
         Ok(Ok(code)) => code,
         _ => ExitCode::from(exit::SETUP_ERROR),

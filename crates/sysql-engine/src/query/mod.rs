@@ -428,7 +428,13 @@ fn catching<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
 
 /// The watermark a replay starts after: just before the recording's oldest row.
 fn store_start(store: &crate::store::Store) -> i64 {
-    sysql_events::Table::ALL.iter().filter_map(|t| store.span(*t)).map(|(min, _)| min).min().unwrap_or(0).saturating_sub(1)
+    sysql_events::Table::ALL
+        .iter()
+        .filter_map(|t| store.span(*t))
+        .map(|(min, _)| min)
+        .min()
+        .unwrap_or(0)
+        .saturating_sub(1)
 }
 
 /// A stream that runs `task` while it is read, and stops it when dropped.

@@ -112,9 +112,8 @@ fn read_meta(path: &Path) -> io::Result<Arc<ParquetMetaData>> {
 fn info(path: PathBuf, meta: Arc<ParquetMetaData>) -> Option<FileInfo> {
     let (min_ts, max_ts, first_id, last_id) = parse_name(path.file_name()?.to_str()?)?;
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    let row_group_ids = kv(&meta, ROW_GROUP_IDS)
-        .map(|s| s.split(',').filter_map(|x| x.parse().ok()).collect())
-        .unwrap_or_default();
+    let row_group_ids =
+        kv(&meta, ROW_GROUP_IDS).map(|s| s.split(',').filter_map(|x| x.parse().ok()).collect()).unwrap_or_default();
     Some(FileInfo {
         rows: meta.file_metadata().num_rows().max(0) as u64,
         path,
@@ -228,7 +227,13 @@ fn write_file(
 
 /// Writes history entries (oldest id first) as one file, one row group
 /// per entry, with the interval's loss counters.
-pub fn write(dir: &Path, table: Table, entries: &[Entry], losses: &[u64; 5], replaces: &[String]) -> io::Result<FileInfo> {
+pub fn write(
+    dir: &Path,
+    table: Table,
+    entries: &[Entry],
+    losses: &[u64; 5],
+    replaces: &[String],
+) -> io::Result<FileInfo> {
     let schema = crate::event::schema(table);
     let range = (
         entries.iter().map(|e| e.min_ts).min().unwrap_or(0),
@@ -238,7 +243,10 @@ pub fn write(dir: &Path, table: Table, entries: &[Entry], losses: &[u64; 5], rep
     );
     let mut kv = vec![
         KeyValue::new(TABLE_KEY.to_string(), table.name().to_string()),
-        KeyValue::new(ROW_GROUP_IDS.to_string(), entries.iter().map(|e| e.id.to_string()).collect::<Vec<_>>().join(",")),
+        KeyValue::new(
+            ROW_GROUP_IDS.to_string(),
+            entries.iter().map(|e| e.id.to_string()).collect::<Vec<_>>().join(","),
+        ),
     ];
     for (key, n) in COUNT_KEYS.iter().zip(losses) {
         kv.push(KeyValue::new(key.to_string(), n.to_string()));
@@ -290,7 +298,10 @@ mod tests {
 
     #[test]
     fn names_and_hours() {
-        assert_eq!(parse_name("1700000000000000000-1700000001000000000-5-9.parquet"), Some((1_700_000_000_000_000_000, 1_700_000_001_000_000_000, 5, 9)));
+        assert_eq!(
+            parse_name("1700000000000000000-1700000001000000000-5-9.parquet"),
+            Some((1_700_000_000_000_000_000, 1_700_000_001_000_000_000, 5, 9))
+        );
         assert_eq!(parse_name("x.parquet"), None);
         assert_eq!(hour_dir(1_700_000_000_000_000_000), PathBuf::from("date=2023-11-14/hour=22"));
     }

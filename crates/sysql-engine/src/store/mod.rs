@@ -171,6 +171,15 @@ impl Store {
         &self.config
     }
 
+    /// Rows of `table` not written yet: in memory past what is written, and
+    /// spilled (a full disk makes this grow; it falls back once writes
+    /// succeed again).
+    pub fn waiting(&self, table: Table, history: &History) -> u64 {
+        let t = table as usize;
+        let spilled: u64 = self.lock().pending[t].iter().map(|e| e.batch.num_rows() as u64).sum();
+        spilled + history.rows_from(table, self.written[t].load(Relaxed))
+    }
+
     /// The first id of each table's entries to come (after those on disk).
     pub fn next_ids(&self) -> [u64; TABLE_COUNT] {
         std::array::from_fn(|t| self.written[t].load(Relaxed))
@@ -325,7 +334,9 @@ impl Store {
         while total > self.config.disk_cap {
             // the file holding the oldest rows, whichever table it is of
             let oldest = (0..TABLE_COUNT)
-                .filter_map(|t| state.files[t].iter().enumerate().min_by_key(|(_, f)| f.min_ts).map(|(i, f)| (t, i, f.min_ts)))
+                .filter_map(|t| {
+                    state.files[t].iter().enumerate().min_by_key(|(_, f)| f.min_ts).map(|(i, f)| (t, i, f.min_ts))
+                })
                 .min_by_key(|&(_, _, ts)| ts);
             let Some((t, i, _)) = oldest else { break };
             let f = state.files[t].remove(i);
@@ -412,7 +423,14 @@ pub const COUNT_KEYS: [&str; 5] =
 
 /// A batch as history holds it, for tests that write files directly.
 pub fn entry(id: u64, batch: Batch) -> Entry {
-    Entry { id, bytes: batch.batch.get_array_memory_size(), batch: batch.batch, min_ts: batch.min_ts, max_ts: batch.max_ts, sealed: true }
+    Entry {
+        id,
+        bytes: batch.batch.get_array_memory_size(),
+        batch: batch.batch,
+        min_ts: batch.min_ts,
+        max_ts: batch.max_ts,
+        sealed: true,
+    }
 }
 
 /// The agent's marks in its state directory: `agent.state` says when it
@@ -446,9 +464,8 @@ impl Store {
     pub fn begin(&self, now_ns: i64) -> std::io::Result<Option<Gap>> {
         self.load_gaps();
         let previous = std::fs::read_to_string(self.state_path()).unwrap_or_default();
-        let field = |name: &str| {
-            previous.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<i64>().ok()))
-        };
+        let field =
+            |name: &str| previous.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<i64>().ok()));
         let gap = match (field("stopped "), field("flushed "), field("started ")) {
             (Some(stopped), _, _) => {
                 Some(Gap { start_ns: stopped, end_ns: now_ns, reason: "the agent was stopped".into() })

@@ -47,8 +47,7 @@ pub fn read_file(
     let file_schema = builder.schema().clone();
     let wanted: Vec<usize> = projection.map(<[usize]>::to_vec).unwrap_or_else(|| (0..table.fields().len()).collect());
     // where each wanted column is in the file, if it is
-    let at: Vec<Option<usize>> =
-        wanted.iter().map(|&i| file_schema.index_of(table.field(i).name()).ok()).collect();
+    let at: Vec<Option<usize>> = wanted.iter().map(|&i| file_schema.index_of(table.field(i).name()).ok()).collect();
     let mut present: Vec<usize> = at.iter().flatten().copied().collect();
     present.sort_unstable();
     present.dedup();

@@ -32,20 +32,19 @@ pub async fn run(store: Arc<Store>, hub: Arc<LiveHub>, pace: Option<f64>) {
         .collect();
     let origin = queues.iter().filter_map(|(_, q)| q.front().map(|(f, _)| f.min_ts)).min();
     let started = Instant::now();
-    loop {
-        // the table whose next file is oldest
-        let Some(i) = (0..queues.len())
-            .filter(|&i| !queues[i].1.is_empty())
-            .min_by_key(|&i| queues[i].1.front().map(|(f, _)| f.min_ts))
-        else {
-            break;
-        };
+    // the table whose next file is oldest, until none has files left
+    while let Some(i) = (0..queues.len())
+        .filter(|&i| !queues[i].1.is_empty())
+        .min_by_key(|&i| queues[i].1.front().map(|(f, _)| f.min_ts))
+    {
         let table = queues[i].0;
         let (file, groups) = queues[i].1.pop_front().expect("not empty");
         let schema = crate::event::schema(table);
         let path = file.path.clone();
         let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<_>> {
-            super::read::read_file(&path, &schema, None, groups)?.collect::<Result<Vec<_>, _>>().map_err(std::io::Error::other)
+            super::read::read_file(&path, &schema, None, groups)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(std::io::Error::other)
         })
         .await;
         let batches = match read {
@@ -56,11 +55,9 @@ pub async fn run(store: Arc<Store>, hub: Arc<LiveHub>, pace: Option<f64>) {
             if batch.num_rows() == 0 {
                 continue;
             }
-            let ts = batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<datafusion::arrow::array::TimestampNanosecondArray>()
-                .map(|a| (a.values().iter().copied().min().unwrap_or(0), a.values().iter().copied().max().unwrap_or(0)));
+            let ts = batch.column(0).as_any().downcast_ref::<datafusion::arrow::array::TimestampNanosecondArray>().map(
+                |a| (a.values().iter().copied().min().unwrap_or(0), a.values().iter().copied().max().unwrap_or(0)),
+            );
             let Some((min_ts, max_ts)) = ts else { continue };
             if let (Some(pace), Some(origin)) = (pace.filter(|p| *p > 0.0), origin) {
                 let due = Duration::from_secs_f64(((min_ts - origin).max(0) as f64 / 1e9) / pace);
