@@ -7,119 +7,14 @@
 
 mod common;
 
+use common::agent::{text, Agent, BIN};
 use common::{compile_probe, TempDir};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_sysql");
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// An agent process; its stderr lines arrive on a channel.
-struct Agent {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    said: Vec<String>,
-    socket: PathBuf,
-}
-
-impl Agent {
-    /// Starts an agent on `dir/state` and `dir/sock` and waits until it answers.
-    fn start(dir: &Path, extra: &[&str]) -> Agent {
-        let socket = dir.join("sock");
-        let mut child = Command::new(BIN)
-            .arg("agent")
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .arg("--socket")
-            .arg(&socket)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let err = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut agent = Agent { child, lines, said: Vec::new(), socket };
-        agent.wait_for("answering on");
-        agent
-    }
-
-    /// Waits (at most 60 s) for a stderr line containing `needle`.
-    fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.said.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("the agent never said {needle:?}; it said {:?}", self.said),
-            }
-        }
-    }
-
-    fn signal(&self, sig: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
-    }
-
-    /// SIGTERM, and the exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
-        self.signal(nix::sys::signal::Signal::SIGTERM);
-        self.child.wait().unwrap()
-    }
-
-    /// SIGKILL, waiting until the process is gone.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// Runs SQL through `sysql --agent`, returns stdout (CSV without header).
-    fn ask(&self, sql: &str) -> String {
-        let out =
-            Command::new(BIN).arg("--agent").arg(&self.socket).args(["-c", sql, "--format", "csv"]).output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{sql}: {}", text(&out.stderr));
-        text(&out.stdout).lines().skip(1).collect::<Vec<_>>().join("\n")
-    }
-
-    /// Asks until the answer is `want` (at most 30 s): events reach history
-    /// after the reader's next poll.
-    fn ask_until(&self, sql: &str, want: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let got = self.ask(sql);
-            if got == want || Instant::now() > deadline {
-                return got;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The question sysql exists for, across a restart: connections made,
 /// the agent stopped with SIGTERM and started again, a new client counts
@@ -478,22 +373,7 @@ fn the_agent_runs_saved_queries_too() {
 /// the README writes it.
 #[test]
 fn the_readme_tour_runs_on_the_agent() {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
-    let mut statements = Vec::new();
-    let mut current = String::new();
-    for line in readme.lines() {
-        let body = line.strip_prefix("sysql> ").or_else(|| line.strip_prefix("   ->  "));
-        let Some(body) = body else { continue };
-        if body.starts_with("--") {
-            continue;
-        }
-        current.push_str(body);
-        current.push(' ');
-        if body.trim_end().ends_with(';') {
-            statements.push(std::mem::take(&mut current));
-        }
-    }
-    assert!(statements.len() >= 6, "{statements:?}");
+    let statements = common::readme_tour();
     let dir = TempDir::new("agent-tour");
     let agent = Agent::start(dir.path(), &[]);
     for sql in statements {

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod agent;
+
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use futures::StreamExt;
@@ -43,6 +45,27 @@ pub fn compile_probe(dir: &TempDir) -> PathBuf {
     let status = Command::new("cc").args(["-O1", "-o"]).arg(&exe).arg(&src).status().expect("cc runs");
     assert!(status.success(), "compiling the probe failed");
     exe
+}
+
+/// The statements of the README's tour, as typed at the `sysql>` prompt.
+pub fn readme_tour() -> Vec<String> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
+    let mut statements = Vec::new();
+    let mut current = String::new();
+    for line in readme.lines() {
+        let body = line.strip_prefix("sysql> ").or_else(|| line.strip_prefix("   ->  "));
+        let Some(body) = body else { continue };
+        if body.starts_with("--") {
+            continue;
+        }
+        current.push_str(body);
+        current.push(' ');
+        if body.trim_end().ends_with(';') {
+            statements.push(std::mem::take(&mut current));
+        }
+    }
+    assert!(statements.len() >= 6, "{statements:?}");
+    statements
 }
 
 /// A session over a running capture, with the shell's policy.

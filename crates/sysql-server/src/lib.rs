@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod flight;
+pub mod pg;
 pub mod uds;
 
 use sysql_engine::query::{ErrorKind, Kind};

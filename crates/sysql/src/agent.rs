@@ -10,7 +10,7 @@ use crate::schedule::library::{self, Results};
 use crate::schedule::runner::{Scheduler, Sessions, Settings};
 use crate::signals::{Counts, Sig, Signals};
 use crate::{app, exec, exit, privilege};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use sysql_engine::query::{Policy, QuerySession};
@@ -18,6 +18,7 @@ use sysql_engine::store::{Store, StoreConfig, Writer};
 use sysql_engine::Engine;
 use sysql_server::client::AgentClient;
 use sysql_server::flight::{self, Sessions as ClientSessions};
+use sysql_server::pg::{PgListeners, PgOptions, SOCKET_NAME};
 
 /// The policy of the agent's clients: the shell's, without files (a client
 /// must not read or write the agent's files, whatever its own flags).
@@ -54,6 +55,49 @@ pub fn recording_banner(dir: &Path, engine: &Engine) -> String {
     }
 }
 
+/// The Postgres unix socket of the agent, if it has one.
+fn pg_socket(opts: &AgentArgs) -> Option<PathBuf> {
+    pg_options(opts).ok().and_then(|o| o.unix)
+}
+
+/// The Postgres endpoint's options from the agent's.
+fn pg_options(opts: &AgentArgs) -> Result<PgOptions, String> {
+    let default = opts.socket.parent().unwrap_or(Path::new("/")).join(SOCKET_NAME);
+    let listen = if opts.pg_listen.is_empty() { vec![default.display().to_string()] } else { opts.pg_listen.clone() };
+    let mut unix: Option<PathBuf> = None;
+    let mut tcp = Vec::new();
+    for place in listen {
+        if place == "none" {
+            continue;
+        }
+        if place.starts_with('/') || place.starts_with('.') {
+            let mut path = PathBuf::from(&place);
+            if path.is_dir() {
+                path.push(SOCKET_NAME);
+            }
+            if unix.is_some() {
+                return Err(format!("--pg-listen {place}: the Postgres endpoint has one unix socket"));
+            }
+            unix = Some(path);
+        } else {
+            use std::net::ToSocketAddrs;
+            let addrs =
+                place.to_socket_addrs().map_err(|e| format!("--pg-listen {place}: not a path or HOST:PORT ({e})"))?;
+            tcp.extend(addrs);
+        }
+    }
+    Ok(PgOptions {
+        unix,
+        group: Some(opts.pg_group.clone()),
+        tcp,
+        tls_cert: opts.pg_tls_cert.clone(),
+        tls_key: opts.pg_tls_key.clone(),
+        passwords: opts.pg_passwords.clone(),
+        max_connections: opts.pg_max_connections,
+        statement_timeout: Some(opts.pg_statement_timeout),
+    })
+}
+
 fn now_ns() -> i64 {
     app::now_ns()
 }
@@ -85,6 +129,13 @@ pub fn main(args: &Args, opts: &AgentArgs, signals: Signals, since: Counts) -> E
     let listener = match sysql_server::uds::bind_std(&opts.socket, 0o600) {
         Ok(l) => l,
         Err(e) => return exit::setup(e),
+    };
+    let pg = match pg_options(opts).and_then(PgListeners::bind) {
+        Ok(pg) => pg,
+        Err(e) => {
+            let _ = std::fs::remove_file(&opts.socket);
+            return exit::setup(e);
+        }
     };
     let reader = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -124,8 +175,12 @@ pub fn main(args: &Args, opts: &AgentArgs, signals: Signals, since: Counts) -> E
         let (rows, bytes) = store.usage(*t);
         (r + rows, b + bytes)
     });
+    let postgres = match pg.describe() {
+        d if d.is_empty() => String::new(),
+        d => format!("; postgres on {d}"),
+    };
     eprintln!(
-        "sysql: agent: {}; history in {} ({rows} events on disk), flushed every {:?}; answering on {}",
+        "sysql: agent: {}; history in {} ({rows} events on disk), flushed every {:?}; answering on {}{postgres}",
         running.capturing_line(),
         opts.state_dir.display(),
         opts.flush_interval,
@@ -142,9 +197,12 @@ pub fn main(args: &Args, opts: &AgentArgs, signals: Signals, since: Counts) -> E
         Ok(rt) => rt,
         Err(e) => return exit::setup(format!("cannot start the runtime: {e}")),
     };
-    let code = rt.block_on(serve(running, listener, opts, library, &signals, since));
+    let code = rt.block_on(serve(running, listener, pg, opts, library, &signals, since));
     writer.stop();
     let _ = std::fs::remove_file(&opts.socket);
+    if let Some(path) = pg_socket(opts) {
+        let _ = std::fs::remove_file(path);
+    }
     eprintln!("sysql: agent: stopped; history written to {}", opts.state_dir.display());
     code
 }
@@ -152,6 +210,7 @@ pub fn main(args: &Args, opts: &AgentArgs, signals: Signals, since: Counts) -> E
 async fn serve(
     running: app::Running,
     listener: std::os::unix::net::UnixListener,
+    pg: PgListeners,
     opts: &AgentArgs,
     library: Option<library::Library>,
     signals: &Signals,
@@ -167,6 +226,10 @@ async fn serve(
     let me = nix::unistd::geteuid().as_raw();
     let server = tokio::spawn(flight::serve(listener, sessions, move |uid| uid == 0 || uid == me, async {
         let _ = stop_rx.await;
+    }));
+    let (pg_stop, mut pg_stopped) = tokio::sync::watch::channel(false);
+    let postgres = tokio::spawn(pg.serve(engine.clone(), Policy::default(), async move {
+        let _ = pg_stopped.wait_for(|stop| *stop).await;
     }));
     let mut scheduler = match library {
         Some(library) => {
@@ -202,10 +265,60 @@ async fn serve(
     // Stop answering, stop the saved queries, then read what the ring
     // holds so the last flush writes it.
     let _ = stop_tx.send(());
+    let _ = pg_stop.send(true);
     let _ = server.await;
+    let _ = postgres.await;
     if let Some(s) = scheduler {
         s.shutdown().await;
     }
     running.sync().await;
     ExitCode::SUCCESS
+}
+
+/// `sysql pg-password USER`: prints the password file's line for USER.
+pub fn pg_password(opts: &crate::cli::PgPasswordArgs) -> ExitCode {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    let password = if stdin.is_terminal() {
+        let ask = |prompt: &str| -> Result<String, String> {
+            eprint!("{prompt}");
+            let _ = std::io::stderr().flush();
+            let fd = std::io::stdin();
+            let old = nix::sys::termios::tcgetattr(&fd).map_err(|e| format!("cannot read the terminal: {e}"))?;
+            let mut quiet = old.clone();
+            quiet.local_flags.remove(nix::sys::termios::LocalFlags::ECHO);
+            let _ = nix::sys::termios::tcsetattr(&fd, nix::sys::termios::SetArg::TCSANOW, &quiet);
+            let mut line = String::new();
+            let read = std::io::stdin().lock().read_line(&mut line);
+            let _ = nix::sys::termios::tcsetattr(&fd, nix::sys::termios::SetArg::TCSANOW, &old);
+            eprintln!();
+            read.map_err(|e| format!("cannot read the password: {e}"))?;
+            Ok(line.trim_end_matches(['\r', '\n']).to_string())
+        };
+        let first = match ask(&format!("Password for {}: ", opts.user)) {
+            Ok(p) => p,
+            Err(e) => return exit::setup(e),
+        };
+        match ask("Again: ") {
+            Ok(again) if again == first => first,
+            Ok(_) => return exit::setup("the passwords differ"),
+            Err(e) => return exit::setup(e),
+        }
+    } else {
+        let mut line = String::new();
+        if let Err(e) = stdin.lock().read_line(&mut line) {
+            return exit::setup(format!("cannot read the password: {e}"));
+        }
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if password.is_empty() {
+        return exit::setup("the password is empty");
+    }
+    match sysql_server::pg::password_line(&opts.user, &password) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => exit::setup(e),
+    }
 }

@@ -136,6 +136,12 @@ pub enum Subcommand {
     /// the systemd unit.
     Agent(AgentArgs),
 
+    /// Print a password file line for a Postgres user of the agent: reads the
+    /// password (twice at a terminal, else one line of stdin) and prints
+    /// `user:SCRAM-SHA-256$...`, for --pg-passwords.
+    #[command(name = "pg-password")]
+    PgPassword(PgPasswordArgs),
+
     /// The user-space pipeline alone on synthetic records (docs/benchmarks.md).
     #[command(name = "bench-pipeline", hide = true)]
     BenchPipeline(crate::bench_pipeline::BenchArgs),
@@ -172,6 +178,46 @@ pub struct AgentArgs {
     /// Where the saved queries' results go (see `sysql schedule --sink`).
     #[arg(long, value_name = "SINK", default_value = "stdout")]
     pub sink: SinkSpec,
+
+    /// Answer Postgres clients (psql, Grafana, drivers) here: a unix socket
+    /// (a path; a directory gets .s.PGSQL.5432 in it) or HOST:PORT for TCP;
+    /// repeatable. Default: .s.PGSQL.5432 next to --socket; `none` for no
+    /// Postgres endpoint. See docs/postgres.md.
+    #[arg(long = "pg-listen", value_name = "PATH|HOST:PORT|none")]
+    pub pg_listen: Vec<String>,
+
+    /// The group whose members may open the Postgres unix socket (mode 0660).
+    #[arg(long, value_name = "GROUP", default_value = "sysql")]
+    pub pg_group: String,
+
+    /// Postgres users allowed over TCP: lines `user:SCRAM-SHA-256$...`
+    /// (made by `sysql pg-password USER`). Required for TCP.
+    #[arg(long, value_name = "FILE")]
+    pub pg_passwords: Option<PathBuf>,
+
+    /// TLS certificate chain (PEM) for Postgres over TCP; required off loopback.
+    #[arg(long, value_name = "FILE")]
+    pub pg_tls_cert: Option<PathBuf>,
+
+    /// The TLS certificate's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub pg_tls_key: Option<PathBuf>,
+
+    /// At most this many Postgres clients at once.
+    #[arg(long, value_name = "N", default_value = "64")]
+    pub pg_max_connections: usize,
+
+    /// A Postgres client's bounded query stops after this long (live
+    /// queries run until cancelled or the client goes away).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub pg_statement_timeout: Duration,
+}
+
+/// Arguments of `sysql pg-password`.
+#[derive(Debug, clap::Args)]
+pub struct PgPasswordArgs {
+    /// The Postgres user name.
+    pub user: String,
 }
 
 /// Arguments of `sysql schedule`.

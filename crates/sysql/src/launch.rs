@@ -14,6 +14,9 @@ use sysql_server::client::{AgentClient, ConnectError};
 
 /// Runs sysql with parsed arguments; returns its exit status.
 pub fn main(args: cli::Args) -> ExitCode {
+    if let Some(cli::Subcommand::PgPassword(opts)) = &args.subcommand {
+        return agent::pg_password(opts);
+    }
     // First of all, so that no signal sent while sysql starts is lost.
     let signals = match Signals::install() {
         Ok(s) => s,
@@ -28,6 +31,7 @@ pub fn main(args: cli::Args) -> ExitCode {
         },
         Some(cli::Subcommand::Agent(opts)) => return agent::main(&args, opts, signals, since),
         Some(cli::Subcommand::BenchPipeline(opts)) => return crate::bench_pipeline::run(opts),
+        Some(cli::Subcommand::PgPassword(_)) => unreachable!("handled first"),
         None => (None, None),
     };
     let script = match oneshot::script(&args) {

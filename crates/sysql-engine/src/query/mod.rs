@@ -24,11 +24,12 @@ pub use policy::Policy;
 use crate::live_table::{prepare_live, LiveTable};
 use crate::window::{self, WindowQuery};
 use crate::Engine;
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList};
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::ScalarValue;
 use datafusion::datasource::{source_as_provider, MemTable, ViewTable};
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnv;
@@ -88,6 +89,53 @@ impl Prepared {
     /// The columns of the result.
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
+    }
+
+    /// The types of the statement's parameters (`$1`, `$2`, ...), in
+    /// order; `None` where the statement does not fix one.
+    pub fn parameter_types(&self) -> Result<Vec<Option<DataType>>, QueryError> {
+        let Body::Plan { plan, .. } = &self.body else { return Ok(vec![]) };
+        let types = plan.get_parameter_types().map_err(|e| QueryError::from_datafusion(&e, ""))?;
+        let mut ordered = vec![None; types.len()];
+        for (id, t) in types {
+            let n =
+                id.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()).filter(|n| (1..=ordered.len()).contains(n));
+            match n {
+                Some(n) => ordered[n - 1] = t,
+                None => {
+                    return Err(QueryError::new(
+                        ErrorKind::Syntax,
+                        format!("parameter {id}: parameters are numbered $1, $2, ... without gaps"),
+                    ))
+                }
+            }
+        }
+        Ok(ordered)
+    }
+
+    /// The statement with its parameters replaced by `values`.
+    pub fn bind(self, values: Vec<ScalarValue>) -> Result<Prepared, QueryError> {
+        let expected = self.parameter_types()?.len();
+        if values.len() != expected {
+            return Err(QueryError::new(
+                ErrorKind::Syntax,
+                format!("the statement takes {expected} parameters, {} were given", values.len()),
+            ));
+        }
+        if expected == 0 {
+            return Ok(self);
+        }
+        match self.body {
+            Body::Plan { plan, live_inputs, set } => {
+                let plan = plan.with_param_values(values).map_err(|e| QueryError::from_datafusion(&e, ""))?;
+                let schema = match self.kind {
+                    Kind::Command => self.schema,
+                    _ => Arc::new(plan.schema().as_arrow().clone()),
+                };
+                Ok(Prepared { kind: self.kind, schema, body: Body::Plan { plan, live_inputs, set } })
+            }
+            Body::Window(_) => Err(QueryError::new(ErrorKind::Plan, "a windowed statement takes no parameters")),
+        }
     }
 }
 

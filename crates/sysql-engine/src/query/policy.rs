@@ -66,6 +66,9 @@ pub struct Policy {
     /// Statements may read or write files (COPY TO, CREATE EXTERNAL TABLE):
     /// `--allow-file-access`.
     pub file_access: bool,
+    /// The switch that permits file access, named in the refusal (the
+    /// shell's `--allow-file-access`); a client of a server has none.
+    pub files_switch: Option<&'static str>,
     /// The session may define its own views (CREATE VIEW, DROP VIEW); they
     /// live in the session only. The shell's sessions do; servers' do not.
     pub session_views: bool,
@@ -78,6 +81,7 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             file_access: false,
+            files_switch: None,
             session_views: false,
             max_sql_bytes: MAX_SQL_BYTES,
             max_expr_depth: MAX_EXPR_DEPTH,
@@ -101,7 +105,7 @@ fn refused(kind: ErrorKind, message: String) -> QueryError {
 impl Policy {
     /// The shell's policy: views allowed, files only with `--allow-file-access`.
     pub fn shell(file_access: bool) -> Self {
-        Policy { file_access, session_views: true, ..Policy::default() }
+        Policy { file_access, files_switch: Some("--allow-file-access"), session_views: true, ..Policy::default() }
     }
 
     /// Checks the size of a text before it is parsed.
@@ -132,13 +136,14 @@ impl Policy {
         }
         if let Some(what) = file_access(statement) {
             if !self.file_access {
-                return Err(refused(
-                    ErrorKind::Privilege,
-                    format!(
+                let message = match self.files_switch {
+                    Some(switch) => format!(
                         "{what} reads or writes files, which sysql refuses by default since it runs as root; \
-                         start sysql with --allow-file-access to permit it"
+                         start sysql with {switch} to permit it"
                     ),
-                ));
+                    None => format!("{what} reads or writes files, which a client of sysql may not do"),
+                };
+                return Err(refused(ErrorKind::Privilege, message));
             }
         }
         if let Some(what) = never(statement) {

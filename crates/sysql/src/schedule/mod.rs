@@ -69,7 +69,7 @@ pub fn run(
     let running = Arc::new(running);
     // Saved queries are single read-only statements; `--allow-file-access`
     // is the one switch that lets them touch files, as everywhere.
-    let policy = Policy { file_access, ..Policy::default() };
+    let policy = Policy { file_access, files_switch: Some("--allow-file-access"), ..Policy::default() };
     let sessions: Sessions = Arc::new(move || running.session(policy.clone()));
     let settings = Settings {
         sink: opts.sink.clone(),
