@@ -6,6 +6,7 @@
 //! [`Engine`] hands out a DataFusion `SessionContext` whose tables read
 //! snapshots of that history, plus `sysql_stats`.
 
+pub mod containers;
 pub mod event;
 pub mod history;
 pub mod ingest;
