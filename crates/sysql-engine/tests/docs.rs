@@ -4,6 +4,7 @@
 //! line each table's definition gives.
 
 use std::path::Path;
+use sysql_engine::containers::ContainersColumns;
 use sysql_engine::event::columns::ColumnDef;
 use sysql_engine::event::{table_def, CommonColumns};
 use sysql_engine::provider::{ColumnsColumns, StatsColumns};
@@ -83,7 +84,11 @@ fn every_page_matches_its_column_list() {
         assert_eq!(line[1], def.doc, "docs/tables.md: the line of {}", t.name());
         check(&format!("tables/{}.md", t.name()), documented(&page(&format!("tables/{}.md", t.name()))), def.columns);
     }
-    for (name, columns) in [("sysql_stats", StatsColumns::COLUMNS), ("sysql_columns", ColumnsColumns::COLUMNS)] {
+    for (name, columns) in [
+        ("sysql_stats", StatsColumns::COLUMNS),
+        ("sysql_columns", ColumnsColumns::COLUMNS),
+        ("containers", ContainersColumns::COLUMNS),
+    ] {
         assert!(rows.iter().any(|r| r[0] == format!("`{name}`")), "docs/tables.md does not list {name}");
         check(&format!("tables/{name}.md"), documented(&page(&format!("tables/{name}.md"))), columns);
     }

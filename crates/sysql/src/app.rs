@@ -73,6 +73,7 @@ pub fn start(rt: &tokio::runtime::Runtime, args: &crate::cli::Args) -> Result<Ru
         payload: sysql_engine::payload::PayloadConfig { redact: args.redact_payload },
         clock_offset_ns: sysql_capture::clock_offset_ns(),
         redact_argv: std::sync::Arc::new(redact_argv),
+        containers: sysql_engine::containers::ContainersConfig::host(),
         ..EngineConfig::default()
     });
     let (requester, requests) = mpsc::channel(16);
