@@ -870,13 +870,16 @@ static __always_inline bool pgsql_start(const __u8 *p, __u32 n)
 	return len >= 5 && len < (1u << 24);
 }
 
-/* A MySQL COM_QUERY (sequence 0, command 3) or a server greeting (protocol 10). */
+/* A MySQL COM_QUERY or COM_STMT_PREPARE (sequence 0, command 3 or 0x16) or
+ * a server greeting (protocol 10). A client writes a command's header and
+ * payload at once; a server reads the 4-byte header alone, so on the server's
+ * side a connection is found from the greeting it sends. */
 static __always_inline bool mysql_start(const __u8 *p, __u32 n)
 {
 	if (n < 8)
 		return false;
 	__u32 len = p[0] | ((__u32)p[1] << 8) | ((__u32)p[2] << 16);
-	return p[3] == 0 && len >= 1 && (p[4] == 0x03 || (p[4] == 0x0a && len < 512));
+	return p[3] == 0 && len >= 1 && (p[4] == 0x03 || p[4] == 0x16 || (p[4] == 0x0a && len < 512));
 }
 
 /* Ports and addresses from a user sockaddr (unconnected UDP). */
