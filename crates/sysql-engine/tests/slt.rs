@@ -206,6 +206,17 @@ fn render(batches: &[datafusion::arrow::record_batch::RecordBatch], base: Option
 
 /// Runs a record in `session`; the failure to report, if any.
 async fn check(engine: &Engine, session: &QuerySession, r: &Record) -> Result<(), String> {
+    if r.window {
+        // The previous window statement's task is aborted when its stream is
+        // dropped, but ends at the runtime's leisure: until it has, its
+        // subscription would count as this statement's, and keep the live
+        // watermark where the previous feed left it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while engine.live().subscribers(Table::Opens) > 0 {
+            assert!(std::time::Instant::now() < deadline, "the previous window statement never ended");
+            tokio::task::yield_now().await;
+        }
+    }
     let result = async {
         let mut stream = session.run(&r.sql).await?;
         let mut batches = Vec::new();
@@ -218,8 +229,11 @@ async fn check(engine: &Engine, session: &QuerySession, r: &Record) -> Result<()
                 assert!(std::time::Instant::now() < deadline, "the window never subscribed");
                 tokio::task::yield_now().await;
             }
-            // a whole ten seconds ahead, so that every window kind aligns the same way
-            let b = (now_ns() / (10 * S) + 1) * 10 * S;
+            // On a whole ten seconds, so that every window kind aligns the
+            // same way, and a minute ahead: a window statement takes the rows
+            // of its first, still open windows from history (up to now), and
+            // must not find an earlier statement's feed there.
+            let b = (now_ns() / (10 * S) + 7) * 10 * S;
             let mut ingest = engine.ingest();
             for (at, comm) in [(0, "a"), (100, "a"), (200, "a"), (1000, "b"), (1100, "b"), (1200, "a"), (3000, "b")] {
                 ingest.push(as_bytes(&open(b + at * 1_000_000, 20, comm, "/w", 3)));
