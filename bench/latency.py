@@ -73,7 +73,7 @@ def measure(env, rates):
     """Returns {"<rate>": {p50_ms, p99_ms, max_ms, expected, seen}} or an error."""
     runs = [env.new_run("open-miss", f"latency-{rate}", 1, rate, duration=secs) for rate, secs in rates]
     sql = f"SELECT ts, path FROM live.opens WHERE path LIKE '/tmp/sb-{env.sid}-r%'"
-    argv = [env.sysql, "-c", sql, "--for", "24h", "--format", "csv"] + env.sysql_args
+    argv = [env.sysql, "--embedded", "-c", sql, "--for", "24h", "--format", "csv"] + env.sysql_args
     err_path = os.path.join(env.workdir, "latency.err")
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=open(err_path, "wb"))
     reader = Reader(proc.stdout.fileno())

@@ -440,7 +440,7 @@ class Sysql(Session):
         # (it is a cap, not an allocation).
         if not any(a.startswith("--history-memory") for a in extra):
             extra += ["--history-memory", "8GiB"]
-        argv = [self.env.sysql, "-f", sql, "--for", "24h", "--format", "ndjson"] + extra
+        argv = [self.env.sysql, "--embedded", "-f", sql, "--for", "24h", "--format", "ndjson"] + extra
         self.proc = subprocess.Popen(argv, stdout=open(self.out, "wb"), stderr=open(self.err, "wb"))
         self.error = wait_attached(self.proc)
 

@@ -7,7 +7,6 @@
 mod common;
 
 use common::TempDir;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -153,21 +152,18 @@ fn schedule_drops_privileges_and_writes_its_sink_0600() {
 #[test]
 fn history_file_is_written_0600_but_not_where_only_dac_override_could() {
     let dir = TempDir::new("priv-history");
+    // typed at a terminal: the shell keeps history only then
     let shell = |history: &std::path::Path| {
-        let mut child = sysql()
-            .args(["--history-file", history.to_str().unwrap()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(b"SELECT 'kept' AS s;\n\\q\n").unwrap();
-        child.wait_with_output().unwrap()
+        let mut cmd = sysql();
+        cmd.args(["--history-file", history.to_str().unwrap()]);
+        let mut t = common::Typist::spawn(cmd);
+        t.line("SELECT 'kept' AS s;");
+        t.quit()
     };
     // In a directory root owns: created 0600 and saved after the drop.
     let history = dir.join("history");
-    let out = shell(&history);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let (status, _, stderr) = shell(&history);
+    assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(std::fs::read_to_string(&history).unwrap().contains("SELECT 'kept' AS s;"));
     assert_eq!(std::fs::metadata(&history).unwrap().permissions().mode() & 0o777, 0o600);
 
@@ -178,11 +174,11 @@ fn history_file_is_written_0600_but_not_where_only_dac_override_could() {
     nix::unistd::chown(&private, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
     std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
     let denied = private.join("history");
-    let out = shell(&denied);
-    assert_eq!(out.status.code(), Some(0), "the shell runs without its history");
+    let (status, stdout, stderr) = shell(&denied);
+    assert_eq!(status.code(), Some(0), "the shell runs without its history");
     let denied = denied.display();
     let said: Vec<_> =
-        text(&out.stderr).lines().filter(|l| !l.starts_with("sysql: capturing since ")).map(str::to_string).collect();
+        stderr.lines().filter(|l| !l.starts_with("sysql: capturing since ")).map(str::to_string).collect();
     assert_eq!(
         said.join("\n"),
         format!(
@@ -191,7 +187,7 @@ fn history_file_is_written_0600_but_not_where_only_dac_override_could() {
         )
     );
     assert!(!private.join("history").exists());
-    assert!(text(&out.stdout).contains("kept"));
+    assert!(stdout.contains("kept"));
 }
 
 /// Runs /bin/true with `args` while sysql captures with `flags`, and returns

@@ -80,3 +80,97 @@ pub fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
     }
     rows
 }
+
+/// A shell typed into at a terminal (stdin is a pseudo-terminal; stdout and
+/// stderr are pipes), driven as a person would: wait for the prompt, type a
+/// line. A shell keeps history only for what is typed at a terminal.
+pub struct Typist {
+    pub child: std::process::Child,
+    keyboard: std::fs::File,
+    out: std::sync::mpsc::Receiver<Vec<u8>>,
+    /// Everything the shell has printed on stdout so far.
+    pub seen: Vec<u8>,
+    /// Where in `seen` the last prompt waited for ended.
+    mark: usize,
+}
+
+impl Typist {
+    pub fn spawn(mut cmd: std::process::Command) -> Typist {
+        use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+        use std::io::Read;
+        let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
+        let mut attrs = tcgetattr(&pty.slave).unwrap();
+        attrs.local_flags.remove(LocalFlags::ECHO);
+        tcsetattr(&pty.slave, SetArg::TCSANOW, &attrs).unwrap();
+        let mut child = cmd
+            .stdin(std::process::Stdio::from(pty.slave))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let (tx, out) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Typist { child, keyboard: std::fs::File::from(pty.master), out, seen: Vec::new(), mark: 0 }
+    }
+
+    /// Waits (at most 60 s) until stdout shows `needle` after the last mark.
+    pub fn expect(&mut self, needle: &str) {
+        self.expect_any(&[needle]);
+    }
+
+    /// Waits (at most 60 s) until stdout shows one of `needles` after the
+    /// last mark (the first one shown).
+    pub fn expect_any(&mut self, needles: &[&str]) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let found =
+                needles.iter().filter_map(|n| find(&self.seen[self.mark..], n.as_bytes()).map(|at| at + n.len())).min();
+            if let Some(end) = found {
+                self.mark += end;
+                return;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.out.recv_timeout(left) {
+                Ok(chunk) => self.seen.extend(chunk),
+                Err(_) => {
+                    panic!("the shell never printed {needles:?}; it printed {:?}", String::from_utf8_lossy(&self.seen))
+                }
+            }
+        }
+    }
+
+    /// Waits for the prompt (or the continuation prompt), then types `line`
+    /// and Enter.
+    pub fn line(&mut self, line: &str) {
+        use std::io::Write;
+        self.expect_any(&["sysql> ", "   -> "]);
+        self.keyboard.write_all(line.as_bytes()).unwrap();
+        self.keyboard.write_all(b"\r").unwrap();
+    }
+
+    /// Types `\q` at the next prompt and returns the exit status, stdout
+    /// and stderr.
+    pub fn quit(mut self) -> (std::process::ExitStatus, String, String) {
+        use std::io::Read;
+        self.line("\\q");
+        let mut err = String::new();
+        self.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        let status = self.child.wait().unwrap();
+        while let Ok(chunk) = self.out.recv_timeout(std::time::Duration::from_secs(5)) {
+            self.seen.extend(chunk);
+        }
+        (status, String::from_utf8_lossy(&self.seen).into_owned(), err)
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len().max(1)).position(|w| w == needle)
+}

@@ -20,6 +20,7 @@ pub mod provider;
 pub mod query;
 pub mod redact;
 pub mod stats;
+pub mod store;
 pub mod window;
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -112,6 +113,12 @@ pub struct Engine {
     budget: Arc<query::memory::QueryBudget>,
     process_limit: Arc<query::memory::ProcessLimit>,
     sync: Arc<std::sync::OnceLock<SyncFn>>,
+    /// Durable history, when the engine keeps one (the agent) or reads one
+    /// (a recording).
+    store: Option<Arc<store::Store>>,
+    /// A recording: live tables replay the store (at this pace, or as
+    /// fast as a statement takes rows).
+    replay: Option<Option<f64>>,
 }
 
 impl Engine {
@@ -134,7 +141,37 @@ impl Engine {
             budget,
             process_limit,
             sync: Arc::new(std::sync::OnceLock::new()),
+            store: None,
+            replay: None,
         }
+    }
+
+    /// An engine over a recording (a state directory, read only): its live
+    /// tables replay it in event time, at `pace` times the recorded pace, or
+    /// as fast as a statement takes rows.
+    pub fn recording(config: EngineConfig, store: Arc<store::Store>, pace: Option<f64>) -> Self {
+        let mut engine = Engine::with_store(config, store);
+        engine.replay = Some(pace);
+        engine
+    }
+
+    /// The pace of a recording's replay, if this engine reads a recording.
+    pub fn replay_pace(&self) -> Option<Option<f64>> {
+        self.replay
+    }
+
+    /// An engine whose history is also on disk in `store`: entries that
+    /// leave memory unwritten go to the store, and queries read both.
+    pub fn with_store(config: EngineConfig, store: Arc<store::Store>) -> Self {
+        let mut engine = Engine::new(config);
+        engine.history.attach_spill(store.clone(), store.next_ids());
+        engine.store = Some(store);
+        engine
+    }
+
+    /// The durable history, if any.
+    pub fn store(&self) -> Option<&Arc<store::Store>> {
+        self.store.as_ref()
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -213,9 +250,12 @@ impl Engine {
         ctx.register_udf(like.as_ref().clone());
         ctx.add_optimizer_rule(Arc::new(like::SegmentLikeRule::new(like)));
         for (table, schema) in event_tables() {
-            ctx.register_table(table.name(), Arc::new(HistoryTable::new(table, schema, self.history.clone())))?;
+            let history = HistoryTable::new(table, schema, self.history.clone(), self.store.clone());
+            ctx.register_table(table.name(), Arc::new(history))?;
         }
-        ctx.register_table("sysql_stats", Arc::new(StatsTable::new(self.stats.clone(), self.history.clone())))?;
+        let stats = StatsTable::new(self.stats.clone(), self.history.clone(), self.live.clone(), self.store.clone());
+        ctx.register_table("sysql_stats", Arc::new(stats))?;
+        ctx.register_table("sysql_gaps", Arc::new(provider::GapsTable::new(self.store.clone())))?;
         ctx.register_table("sysql_columns", Arc::new(provider::columns_table()?))?;
         ctx.register_table("containers", Arc::new(containers::ContainersTable::new(self.containers.clone())))?;
         let catalog = ctx.catalog("datafusion").expect("the default catalog exists");

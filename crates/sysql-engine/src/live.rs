@@ -50,6 +50,9 @@ pub struct LiveHub {
     tables: [Mutex<TableHub>; TABLE_COUNT],
     lateness_ns: i64,
     stats: Arc<Stats>,
+    /// A replay's hub starts its ordered streams here (the recording's
+    /// start), not at the wall clock.
+    start_watermark: Option<i64>,
 }
 
 impl std::fmt::Debug for LiveHub {
@@ -89,7 +92,41 @@ fn fan_out(subs: &mut Vec<mpsc::Sender<LiveItem>>, item: &LiveItem, stats: &Stat
 
 impl LiveHub {
     pub fn new(lateness_ns: i64, stats: Arc<Stats>) -> Self {
-        LiveHub { tables: Default::default(), lateness_ns, stats }
+        LiveHub { tables: Default::default(), lateness_ns, stats, start_watermark: None }
+    }
+
+    /// A hub for replaying a recording that starts after `start_watermark`:
+    /// its watermarks follow the recording's event time.
+    pub fn replay(start_watermark: i64, stats: Arc<Stats>) -> Self {
+        LiveHub { tables: Default::default(), lateness_ns: 0, stats, start_watermark: Some(start_watermark) }
+    }
+
+    /// How many more batches the slowest subscriber of `table` can take
+    /// (a replay waits for room instead of dropping).
+    pub fn room(&self, table: Table) -> usize {
+        let hub = self.lock(table);
+        hub.raw
+            .iter()
+            .chain(&hub.ordered)
+            .filter(|tx| !tx.is_closed())
+            .map(|tx| tx.capacity())
+            .min()
+            .unwrap_or(usize::MAX)
+    }
+
+    /// Ends every subscription: their streams end (a replay has no more).
+    pub fn close(&self) {
+        for table in Table::ALL {
+            let mut hub = self.lock(table);
+            hub.raw.clear();
+            hub.ordered.clear();
+        }
+    }
+
+    /// Moves `table`'s watermark to `wm` (no row at or below it will come),
+    /// releasing what it passes: a replay's event-time watermark.
+    pub fn advance_table(&self, table: Table, wm: i64) {
+        self.advance_held(wm, |t| (t != table).then_some(i64::MIN))
     }
 
     fn lock(&self, t: Table) -> std::sync::MutexGuard<'_, TableHub> {
@@ -108,7 +145,7 @@ impl LiveHub {
         hub.ordered.retain(|tx| !tx.is_closed());
         if ordered {
             if hub.ordered.is_empty() {
-                hub.watermark = now_ns - self.lateness_ns;
+                hub.watermark = self.start_watermark.unwrap_or(now_ns - self.lateness_ns);
             }
             hub.ordered.push(tx);
         } else {
@@ -173,7 +210,7 @@ impl LiveHub {
             }
             let mut wm = now_ns - self.lateness_ns;
             if let Some(held) = hold(table) {
-                wm = wm.min(held - 1);
+                wm = wm.min(held.saturating_sub(1));
             }
             if wm <= hub.watermark {
                 continue;

@@ -35,6 +35,11 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use sysql_events::Table;
 
+/// Session extension: the hub a statement over a recording replays into
+/// (its live scans subscribe to it instead of the capture's).
+#[derive(Debug, Clone)]
+pub struct ReplayHub(pub Arc<LiveHub>);
+
 /// How a live scan subscribes: set on the session config of the task that
 /// executes the plan (see [`prepare_live`]).
 #[derive(Debug, Clone, Copy)]
@@ -60,7 +65,9 @@ impl PartitionStream for LivePartition {
 
     fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let ordered = ctx.session_config().get_extension::<LiveMode>().is_none_or(|m| m.ordered);
-        let (rx, _) = self.hub.subscribe(self.table, ordered, now_ns());
+        // A statement over a recording subscribes to its own replay.
+        let hub = ctx.session_config().get_extension::<ReplayHub>().map(|r| r.0.clone()).unwrap_or(self.hub.clone());
+        let (rx, _) = hub.subscribe(self.table, ordered, now_ns());
         // A watermark becomes an empty batch: a heartbeat that lets operators
         // downstream (joins) run and emit what they hold while the table is
         // idle. It carries the watermark in its schema's metadata, for the

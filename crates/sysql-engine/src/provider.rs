@@ -1,13 +1,17 @@
-//! DataFusion tables over recent history, and the `sysql_stats` table.
+//! DataFusion tables over history (memory, and the store on disk when there
+//! is one), and the `sysql_stats`, `sysql_columns` and `sysql_gaps` tables.
 //!
-//! History scans take a snapshot of the table's batches; predicates on `ts`
+//! History scans take a snapshot of the table's batches in memory and of
+//! the store's files below them (see [`crate::store`]); predicates on `ts`
 //! against constants (`ts > now() - INTERVAL '1 hour'` arrives here already
-//! folded to a literal) skip batches outside the range. The filter is
-//! `Inexact`: DataFusion still applies it row by row above the scan.
+//! folded to a literal) skip batches, files and row groups outside the
+//! range. The filter is `Inexact`: DataFusion still applies it row by row
+//! above the scan.
 
 use crate::event::columns::ColumnDef;
 use crate::history::History;
 use crate::stats::Stats;
+use crate::store::{read, Store};
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -16,22 +20,25 @@ use datafusion::common::{Result, ScalarValue};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::ExecutionPlan;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use sysql_events::Table;
 
-/// One event table's recent history.
+/// One event table's history.
 #[derive(Debug)]
 pub struct HistoryTable {
     table: Table,
     schema: SchemaRef,
     history: Arc<History>,
+    store: Option<Arc<Store>>,
 }
 
 impl HistoryTable {
-    pub fn new(table: Table, schema: SchemaRef, history: Arc<History>) -> Self {
-        HistoryTable { table, schema, history }
+    pub fn new(table: Table, schema: SchemaRef, history: Arc<History>, store: Option<Arc<Store>>) -> Self {
+        HistoryTable { table, schema, history, store }
     }
 }
 
@@ -112,9 +119,31 @@ impl TableProvider for HistoryTable {
                 (a, b) => a.or(b),
             };
         }
-        let batches = self.history.snapshot(self.table, lo, hi);
-        let partitions = split_even(batches, state.config().target_partitions());
-        Ok(MemorySourceConfig::try_new_exec(&partitions, self.schema.clone(), projection.cloned())?)
+        let memory = self.history.snapshot_ids(self.table, lo, hi);
+        let n = state.config().target_partitions();
+        let Some(store) = &self.store else {
+            let partitions = split_even(memory.batches, n);
+            return Ok(MemorySourceConfig::try_new_exec(&partitions, self.schema.clone(), projection.cloned())?);
+        };
+        let disk = store.snapshot(self.table, lo.unwrap_or(i64::MIN), hi.unwrap_or(i64::MAX), memory.first_id);
+        // written-pending entries are older than memory's: they go first
+        let mut batches = disk.pending;
+        batches.extend(memory.batches);
+        let in_memory =
+            MemorySourceConfig::try_new_exec(&split_even(batches, n), self.schema.clone(), projection.cloned())?;
+        if disk.files.is_empty() {
+            return Ok(in_memory);
+        }
+        let parts: Vec<Arc<dyn PartitionStream>> = read::partitions(disk.files, n)
+            .into_iter()
+            .map(|files| {
+                Arc::new(read::DiskPartition::new(self.schema.clone(), projection.cloned(), files))
+                    as Arc<dyn PartitionStream>
+            })
+            .collect();
+        let projected = read::project_schema(&self.schema, projection.map(Vec::as_slice));
+        let on_disk = Arc::new(StreamingTableExec::try_new(projected, parts, None, Vec::new(), false, None)?);
+        UnionExec::try_new(vec![in_memory, on_disk])
     }
 }
 
@@ -152,10 +181,19 @@ crate::columns! {
         evicted: UInt64, not null, "events removed from history because of the memory cap";
         expired: UInt64, not null, "events removed from history because they were older than the retention period";
         late: UInt64, not null, "events that reached the live reorder buffer after the watermark had passed them (a syscall slower than the 200 ms lateness): left out of ordered live streams and windows, still in history";
+        live_queries: UInt64, not null, "live subscriptions to the table now (a live query, window or join side each)";
         history_rows: UInt64, not null, "events held in history now";
         history_bytes: UInt64, not null, "memory held by those events";
-        oldest: Ts, null, "`ts` of the oldest event held, `NULL` if none";
-        newest: Ts, null, "`ts` of the newest event held, `NULL` if none";
+        oldest: Ts, null, "`ts` of the oldest event held in memory, `NULL` if none";
+        newest: Ts, null, "`ts` of the newest event held in memory, `NULL` if none";
+        disk_rows: UInt64, not null, "events in the agent's files on disk (0 without a state directory)";
+        disk_bytes: UInt64, not null, "bytes of those files";
+        disk_oldest: Ts, null, "`ts` of the oldest event on disk, `NULL` if none";
+        disk_waiting: UInt64, not null, "events not written to disk yet: they grow while the disk is full (or slower than the capture) and fall back once writes succeed";
+        disk_removed: UInt64, not null, "events removed from disk by retention (`--retain`) or the disk cap (`--disk-cap`)";
+        disk_unwritten: UInt64, not null, "events that left memory before they could be written (a full disk, a storm faster than the disk): lost for good";
+        gap_start: Ts, null, "start of the latest gap in capture (the agent was stopped, or killed and the last flush interval lost), `NULL` if none; all gaps are in `sysql_gaps`";
+        gap_end: Ts, null, "end of that gap: when the agent started again";
     }
 }
 
@@ -165,11 +203,18 @@ pub struct StatsTable {
     schema: SchemaRef,
     stats: Arc<Stats>,
     history: Arc<History>,
+    live: Arc<crate::live::LiveHub>,
+    store: Option<Arc<Store>>,
 }
 
 impl StatsTable {
-    pub fn new(stats: Arc<Stats>, history: Arc<History>) -> Self {
-        StatsTable { schema: Self::table_schema(), stats, history }
+    pub fn new(
+        stats: Arc<Stats>,
+        history: Arc<History>,
+        live: Arc<crate::live::LiveHub>,
+        store: Option<Arc<Store>>,
+    ) -> Self {
+        StatsTable { schema: Self::table_schema(), stats, history, live, store }
     }
 
     pub fn table_schema() -> SchemaRef {
@@ -179,6 +224,7 @@ impl StatsTable {
     fn batch(&self) -> Result<RecordBatch> {
         let mut c = StatsColumns::new(Table::ALL.len() + 1);
         let mut rows = 0;
+        let gap = self.store.as_ref().and_then(|s| s.gaps().into_iter().max_by_key(|g| g.end_ns));
         for t in Table::ALL {
             let s = self.stats.table(t);
             let u = self.history.usage(t);
@@ -191,10 +237,21 @@ impl StatsTable {
             c.evicted.append_value(s.evicted.load(Relaxed));
             c.expired.append_value(s.expired.load(Relaxed));
             c.late.append_value(s.late.load(Relaxed));
+            c.live_queries.append_value(self.live.subscribers(t) as u64);
             c.history_rows.append_value(u.rows);
             c.history_bytes.append_value(u.bytes);
             c.oldest.append_option(u.oldest);
             c.newest.append_option(u.newest);
+            let (disk_rows, disk_bytes) = self.store.as_ref().map(|s| s.usage(t)).unwrap_or((0, 0));
+            c.disk_rows.append_value(disk_rows);
+            c.disk_bytes.append_value(disk_bytes);
+            c.disk_oldest.append_option(self.store.as_ref().and_then(|s| s.span(t)).map(|(min, _)| min));
+            c.disk_waiting.append_value(self.store.as_ref().map(|s| s.waiting(t, &self.history)).unwrap_or(0));
+            let disk = self.store.as_ref().map(|s| s.disk_stats(t));
+            c.disk_removed.append_value(disk.map(|d| d.removed.load(Relaxed)).unwrap_or(0));
+            c.disk_unwritten.append_value(disk.map(|d| d.unwritten.load(Relaxed)).unwrap_or(0));
+            c.gap_start.append_option(gap.as_ref().map(|g| g.start_ns));
+            c.gap_end.append_option(gap.as_ref().map(|g| g.end_ns));
             rows += 1;
         }
         let unknown = self.stats.unknown_records.load(Relaxed);
@@ -209,14 +266,21 @@ impl StatsTable {
                 &mut c.evicted,
                 &mut c.expired,
                 &mut c.late,
+                &mut c.live_queries,
                 &mut c.history_rows,
                 &mut c.history_bytes,
+                &mut c.disk_rows,
+                &mut c.disk_bytes,
+                &mut c.disk_waiting,
+                &mut c.disk_removed,
+                &mut c.disk_unwritten,
             ] {
                 b.append_value(0);
             }
             c.decode_errors.append_value(unknown);
-            c.oldest.append_null();
-            c.newest.append_null();
+            for b in [&mut c.oldest, &mut c.newest, &mut c.disk_oldest, &mut c.gap_start, &mut c.gap_end] {
+                b.append_null();
+            }
             rows += 1;
         }
         Ok(RecordBatch::try_new(self.schema.clone(), c.finish(rows))?)
@@ -262,11 +326,66 @@ pub fn columns_table() -> Result<datafusion::datasource::MemTable> {
     for col in crate::containers::ContainersColumns::COLUMNS {
         add("containers", col);
     }
+    for col in GapsColumns::COLUMNS {
+        add("sysql_gaps", col);
+    }
     for col in ColumnsColumns::COLUMNS {
         add("sysql_columns", col);
     }
     let batch = RecordBatch::try_new(schema.clone(), c.finish(rows))?;
     datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]])
+}
+
+crate::columns! {
+    /// The columns of `sysql_gaps`.
+    pub struct GapsColumns {
+        start: Ts, not null, "when capture stopped (the agent's clean stop, or its last write before it was killed)";
+        end: Ts, not null, "when capture started again";
+        reason: Utf8, not null, "why: `the agent was stopped`, or `the agent ended without stopping (killed?): ...`";
+    }
+}
+
+/// `sysql_gaps`: the times the agent did not capture, from its state directory.
+#[derive(Debug)]
+pub struct GapsTable {
+    schema: SchemaRef,
+    store: Option<Arc<Store>>,
+}
+
+impl GapsTable {
+    pub fn new(store: Option<Arc<Store>>) -> Self {
+        let schema = Arc::new(Schema::new(GapsColumns::COLUMNS.iter().map(ColumnDef::field).collect::<Vec<_>>()));
+        GapsTable { schema, store }
+    }
+}
+
+#[async_trait]
+impl TableProvider for GapsTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let gaps = self.store.as_ref().map(|s| s.gaps()).unwrap_or_default();
+        let mut c = GapsColumns::new(gaps.len());
+        for g in &gaps {
+            c.start.append_value(g.start_ns);
+            c.end.append_value(g.end_ns);
+            c.reason.append_value(&g.reason);
+        }
+        let batch = RecordBatch::try_new(self.schema.clone(), c.finish(gaps.len()))?;
+        Ok(MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema.clone(), projection.cloned())?)
+    }
 }
 
 #[async_trait]

@@ -14,7 +14,7 @@
 //! The first window also takes the rows it holds from history, so it is
 //! complete when sysql was already running.
 
-use crate::live::LiveItem;
+use crate::live::{LiveHub, LiveItem};
 use crate::live_table::now_ns;
 use crate::query::{PRIVATE_CATALOG, PRIVATE_SCHEMA};
 use crate::{event_tables, Engine};
@@ -221,6 +221,7 @@ pub fn window_schema(table: Table) -> SchemaRef {
 /// ends, handing each window's result to `out`.
 pub async fn run(
     engine: &Engine,
+    hub: &Arc<LiveHub>,
     ctx: &SessionContext,
     q: &WindowQuery,
     mut out: impl FnMut(RecordBatch) -> Result<()>,
@@ -230,9 +231,9 @@ pub async fn run(
     let (slide, width) = match q.kind {
         WindowKind::Tumble { width } => (width, width),
         WindowKind::Hop { slide, width } => (slide, width),
-        WindowKind::Session { gap } => return run_sessions(engine, ctx, q, &schema, &wschema, gap, out).await,
+        WindowKind::Session { gap } => return run_sessions(engine, hub, ctx, q, &schema, &wschema, gap, out).await,
     };
-    let (mut rx, wm0) = engine.live().subscribe(q.table, true, now_ns());
+    let (mut rx, wm0) = hub.subscribe(q.table, true, now_ns());
     // The first windows that are still open take their earlier rows from history.
     let mut next = (wm0 - width).div_euclid(slide) * slide + slide;
     let mut buffer: Vec<RecordBatch> = engine.history().snapshot(q.table, Some(next), Some(wm0));
@@ -265,8 +266,10 @@ pub async fn run(
 /// sessions per key (a gap of more than `gap` starts a new one) by a query
 /// over the buffer; sessions whose end (last event + gap) the watermark has
 /// passed are evaluated and dropped, the others stay buffered.
+#[allow(clippy::too_many_arguments)]
 async fn run_sessions(
     engine: &Engine,
+    hub: &Arc<LiveHub>,
     ctx: &SessionContext,
     q: &WindowQuery,
     schema: &SchemaRef,
@@ -274,7 +277,7 @@ async fn run_sessions(
     gap: i64,
     mut out: impl FnMut(RecordBatch) -> Result<()>,
 ) -> Result<()> {
-    let (mut rx, wm0) = engine.live().subscribe(q.table, true, now_ns());
+    let (mut rx, wm0) = hub.subscribe(q.table, true, now_ns());
     let mut losses = LossClock::new(engine, q.table, wm0);
     let mut buffer: Vec<RecordBatch> = Vec::new();
     // (A named WINDOW clause would be shorter, but DataFusion 55 drops its

@@ -7,7 +7,7 @@ use std::path::Path;
 use sysql_engine::containers::ContainersColumns;
 use sysql_engine::event::columns::ColumnDef;
 use sysql_engine::event::{table_def, CommonColumns};
-use sysql_engine::provider::{ColumnsColumns, StatsColumns};
+use sysql_engine::provider::{ColumnsColumns, GapsColumns, StatsColumns};
 use sysql_events::Table;
 
 fn page(name: &str) -> String {
@@ -88,6 +88,7 @@ fn every_page_matches_its_column_list() {
         ("sysql_stats", StatsColumns::COLUMNS),
         ("sysql_columns", ColumnsColumns::COLUMNS),
         ("containers", ContainersColumns::COLUMNS),
+        ("sysql_gaps", GapsColumns::COLUMNS),
     ] {
         assert!(rows.iter().any(|r| r[0] == format!("`{name}`")), "docs/tables.md does not list {name}");
         check(&format!("tables/{name}.md"), documented(&page(&format!("tables/{name}.md"))), columns);

@@ -24,6 +24,14 @@ pub struct Running {
     pub since: SystemTime,
     /// Tracepoints attached.
     pub tracepoints: usize,
+    requester: mpsc::Sender<Request>,
+}
+
+/// What the reader is asked: read what the ring holds, then reply.
+struct Request {
+    reply: oneshot::Sender<()>,
+    /// Also make the rows still waiting for a later record (a clean stop).
+    finish: bool,
 }
 
 impl Running {
@@ -36,6 +44,17 @@ impl Running {
     /// in the tables (and the loss counters are current).
     pub async fn sync(&self) {
         self.engine.sync().await
+    }
+
+    /// At a clean stop: [`sync`](Self::sync), then the rows still waiting
+    /// for a later record are made with what is known (a request without
+    /// its response, a connect without its outcome: `NULL`), so that history
+    /// holds them.
+    pub async fn finish(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.requester.send(Request { reply, finish: true }).await.is_ok() {
+            let _ = rx.await;
+        }
     }
 
     /// The line that tells a user (and a script) that capture is complete.
@@ -55,17 +74,10 @@ pub fn now_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
-/// Loads the kernel programs and starts the reader task on the runtime.
-pub fn start(rt: &tokio::runtime::Runtime, args: &crate::cli::Args) -> Result<Running, SetupError> {
-    let ring_size = args.ring_size;
-    let redact_argv = ArgvRedaction::new(&args.redact_argv, !args.no_redact_argv).map_err(SetupError::Config)?;
-    let ring_bytes = u32::try_from(ring_size)
-        .map_err(|_| SetupError::Config(format!("ring buffer size {ring_size} is larger than 2 GiB")))?;
-    let snap_len = u32::try_from(args.snap_len).unwrap_or(u32::MAX);
-    let config = CaptureConfig { ring_bytes, payloads: !args.no_payload, snap_len, ..CaptureConfig::default() };
-    // AsyncFd registration needs the runtime's reactor.
-    let capture = rt.block_on(async { Capture::start(&config) })?;
-    let engine = Engine::new(EngineConfig {
+/// The engine's settings from the command line.
+pub fn engine_config(args: &crate::cli::Args) -> Result<EngineConfig, String> {
+    let redact_argv = ArgvRedaction::new(&args.redact_argv, !args.no_redact_argv)?;
+    Ok(EngineConfig {
         retention: args.history,
         memory_cap_bytes: usize::try_from(args.history_memory).unwrap_or(usize::MAX),
         query_memory_bytes: usize::try_from(args.query_memory).unwrap_or(usize::MAX),
@@ -75,13 +87,39 @@ pub fn start(rt: &tokio::runtime::Runtime, args: &crate::cli::Args) -> Result<Ru
         redact_argv: std::sync::Arc::new(redact_argv),
         containers: sysql_engine::containers::ContainersConfig::host(),
         ..EngineConfig::default()
-    });
+    })
+}
+
+/// Loads the kernel programs and starts the reader task on the runtime.
+pub fn start(rt: &tokio::runtime::Runtime, args: &crate::cli::Args) -> Result<Running, SetupError> {
+    start_with(rt, args, None)
+}
+
+/// [`start`], keeping history also in `store` (the agent).
+pub fn start_with(
+    rt: &tokio::runtime::Runtime,
+    args: &crate::cli::Args,
+    store: Option<std::sync::Arc<sysql_engine::store::Store>>,
+) -> Result<Running, SetupError> {
+    let ring_size = args.ring_size;
+    let engine_config = engine_config(args).map_err(SetupError::Config)?;
+    let ring_bytes = u32::try_from(ring_size)
+        .map_err(|_| SetupError::Config(format!("ring buffer size {ring_size} is larger than 2 GiB")))?;
+    let snap_len = u32::try_from(args.snap_len).unwrap_or(u32::MAX);
+    let config = CaptureConfig { ring_bytes, payloads: !args.no_payload, snap_len, ..CaptureConfig::default() };
+    // AsyncFd registration needs the runtime's reactor.
+    let capture = rt.block_on(async { Capture::start(&config) })?;
+    let engine = match store {
+        Some(store) => Engine::with_store(engine_config, store),
+        None => Engine::new(engine_config),
+    };
     let (requester, requests) = mpsc::channel(16);
+    let syncs = requester.clone();
     engine.set_sync(Box::new(move || {
-        let requester = requester.clone();
+        let requester = syncs.clone();
         Box::pin(async move {
-            let (tx, rx) = oneshot::channel();
-            if requester.send(tx).await.is_ok() {
+            let (reply, rx) = oneshot::channel();
+            if requester.send(Request { reply, finish: false }).await.is_ok() {
                 let _ = rx.await;
             }
         })
@@ -94,13 +132,13 @@ pub fn start(rt: &tokio::runtime::Runtime, args: &crate::cli::Args) -> Result<Ru
             eprintln!("sysql: capture stopped: {e:#}");
         }
     });
-    Ok(Running { engine, since, tracepoints })
+    Ok(Running { engine, since, tracepoints, requester })
 }
 
 async fn read_loop(
     mut capture: Capture,
     mut ingest: Ingest,
-    mut requests: mpsc::Receiver<oneshot::Sender<()>>,
+    mut requests: mpsc::Receiver<Request>,
 ) -> anyhow::Result<()> {
     let stats = ingest_stats(&ingest);
     let mut last_loss = std::time::Instant::now();
@@ -116,13 +154,17 @@ async fn read_loop(
                     ingest.drained_at(started);
                 }
             }
-            Some(reply) = requests.recv() => {
+            Some(request) = requests.recv() => {
                 // Read everything that was in the ring at the request (and no
                 // more: a storm may refill it as fast as it is read), then publish.
                 capture.catch_up(|rec| ingest.push(rec));
-                ingest.flush();
+                if request.finish {
+                    ingest.finish_payloads();
+                } else {
+                    ingest.flush();
+                }
                 stats.set_kernel_lost(capture.kernel_lost()?);
-                let _ = reply.send(());
+                let _ = request.reply.send(());
             }
         }
         ingest.tick(now_ns());

@@ -1,6 +1,7 @@
 //! Where the shell's and `-c`'s statements run: in this process, through
-//! the engine's statement path (embedded), or in a sysql agent, which runs
-//! them through the same path on its side. Either way a statement is first
+//! the engine's statement path (embedded, or over a recording), or in a
+//! sysql agent, which runs them through the same path on its side (over
+//! Flight SQL, `sysql_server::client`). Either way a statement is first
 //! prepared (checked, planned, its kind known) and then executed as a
 //! stream of batches.
 
@@ -10,13 +11,16 @@ use datafusion::execution::memory_pool::MemoryReservation;
 use datafusion::sql::parser::Statement;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use sysql_engine::query::{Kind, Prepared, QueryError, QuerySession};
+use sysql_engine::query::{Kind, Policy, Prepared, QueryError, QuerySession};
 use sysql_engine::Engine;
+use sysql_server::client::{self, AgentClient};
 
 /// Where statements run.
 pub enum Backend {
-    /// This process's own capture and engine.
+    /// This process's own capture and engine (or a recording).
     Embedded(QuerySession),
+    /// A sysql agent, over its socket.
+    Agent(AgentClient),
 }
 
 /// A statement prepared by a backend.
@@ -28,6 +32,7 @@ pub struct Pending {
 
 enum PendingInner {
     Embedded(Prepared),
+    Agent(client::Prepared),
 }
 
 impl Pending {
@@ -54,13 +59,16 @@ impl Backend {
     pub fn engine(&self) -> Option<&Engine> {
         match self {
             Backend::Embedded(s) => Some(s.engine()),
+            Backend::Agent(_) => None,
         }
     }
 
-    /// Splits text into statements, within the policy's limits.
+    /// Splits text into statements, within the policy's limits (the agent
+    /// checks them again on its side).
     pub fn parse(&self, sql: &str) -> Result<Vec<Statement>, QueryError> {
         match self {
             Backend::Embedded(s) => s.parse(sql),
+            Backend::Agent(_) => sysql_engine::query::split(sql, &Policy::default()),
         }
     }
 
@@ -75,16 +83,34 @@ impl Backend {
                     inner: PendingInner::Embedded(prepared),
                 })
             }
+            Backend::Agent(c) => {
+                let prepared = c.prepare(&statement.to_string()).await?;
+                Ok(Pending {
+                    kind: prepared.kind,
+                    schema: prepared.schema.clone(),
+                    inner: PendingInner::Agent(prepared),
+                })
+            }
         }
     }
 
     /// Runs a prepared statement.
     pub async fn execute(&self, pending: Pending) -> Result<Rows, QueryError> {
-        match (self, pending.inner) {
+        let Pending { kind, schema, inner } = pending;
+        let pending = (kind, schema);
+        match (self, inner) {
             (Backend::Embedded(s), PendingInner::Embedded(prepared)) => {
                 let stream = s.execute(prepared).await?;
                 let reservation = Some(stream.reservation("result"));
                 Ok(Rows { kind: stream.kind(), schema: stream.schema().clone(), stream: stream.boxed(), reservation })
+            }
+            (Backend::Agent(c), PendingInner::Agent(prepared)) => {
+                let (kind, schema) = pending;
+                let stream = c.execute(prepared).await?;
+                Ok(Rows { kind, schema, stream, reservation: None })
+            }
+            (Backend::Embedded(_), PendingInner::Agent(_)) | (Backend::Agent(_), PendingInner::Embedded(_)) => {
+                unreachable!("a statement runs where it was prepared")
             }
         }
     }

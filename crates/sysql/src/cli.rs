@@ -37,12 +37,12 @@ pub struct Args {
     pub maxrows: Option<usize>,
 
     /// How long each table keeps events.
-    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration, global = true)]
     pub history: Duration,
 
     /// Memory for history, all tables together (e.g. 512MiB, 2GiB); past it
     /// the oldest events of the largest table are evicted, and counted.
-    #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = parse_size, global = true)]
     pub history_memory: u64,
 
     /// Memory one statement may use: its operators' state, the values its
@@ -52,22 +52,22 @@ pub struct Args {
     pub query_memory: u64,
 
     /// Kernel ring buffer size (a power of two).
-    #[arg(long, value_name = "BYTES", default_value = "32MiB", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value = "32MiB", value_parser = parse_size, global = true)]
     pub ring_size: u64,
 
     /// Capture no socket payloads at all: the http_requests, db_queries and
     /// dns_queries tables stay empty and socket reads and writes are not traced.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub no_payload: bool,
 
     /// Payload bytes copied from each socket send or receive (at most 4KiB);
     /// longer messages are cut and flagged `truncated`.
-    #[arg(long, value_name = "BYTES", default_value = "4KiB", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value = "4KiB", value_parser = parse_size, global = true)]
     pub snap_len: u64,
 
     /// Store SQL literals as `?`, and HTTP header values and query-string
     /// values as `***`, in the payload tables.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub redact_payload: bool,
 
     /// Shell history file (default ~/.sysql_history; created mode 0600).
@@ -91,7 +91,33 @@ pub struct Args {
     /// --redact-argv still apply).
     #[arg(long, global = true)]
     pub no_redact_argv: bool,
+
+    /// The agent's socket: the shell and -c/-f ask the agent there when one
+    /// runs (default /run/sysql/sysql.sock); given explicitly, an agent must
+    /// answer there.
+    #[arg(long, value_name = "PATH")]
+    pub agent: Option<PathBuf>,
+
+    /// Capture in this process even if an agent runs.
+    #[arg(long, conflicts_with_all = ["agent", "data"])]
+    pub embedded: bool,
+
+    /// Read a state directory (or a copy of one) instead of capturing: the
+    /// same tables over its history; live tables replay it in event time.
+    /// Needs no privileges.
+    #[arg(long, value_name = "DIR", conflicts_with = "agent")]
+    pub data: Option<PathBuf>,
+
+    /// With --data: replay live tables at this many times the recorded pace
+    /// (1 is as recorded); by default as fast as the query takes rows.
+    #[arg(long, value_name = "SPEED", requires = "data")]
+    pub pace: Option<f64>,
 }
+
+/// Where the agent's socket is by default.
+pub const DEFAULT_SOCKET: &str = "/run/sysql/sysql.sock";
+/// Where the agent keeps its state by default.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/sysql";
 
 /// What sysql can do besides the shell and one-shot runs.
 #[derive(Debug, clap::Subcommand)]
@@ -103,9 +129,49 @@ pub enum Subcommand {
     /// runs; see docs/saved-queries.md. SIGHUP reloads the files; Ctrl-C stops.
     Schedule(ScheduleArgs),
 
+    /// Capture all the time, keep history in memory and on disk, and answer
+    /// the shell, -c and -f of every user (root) over a unix socket.
+    ///
+    /// Runs in the foreground until SIGTERM or Ctrl-C; see docs/agent.md for
+    /// the systemd unit.
+    Agent(AgentArgs),
+
     /// The user-space pipeline alone on synthetic records (docs/benchmarks.md).
     #[command(name = "bench-pipeline", hide = true)]
     BenchPipeline(crate::bench_pipeline::BenchArgs),
+}
+
+/// Arguments of `sysql agent`.
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// Where history is kept on disk, as Parquet files.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+
+    /// The unix socket clients ask (mode 0600: root only).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+
+    /// Files whose newest event is older than this are removed.
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+    pub retain: Duration,
+
+    /// Past this many bytes of files, the oldest are removed (and counted).
+    #[arg(long, value_name = "BYTES", default_value = "2GiB", value_parser = parse_size)]
+    pub disk_cap: u64,
+
+    /// How often history is written to disk: a kill -9 loses at most this.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub flush_interval: Duration,
+
+    /// Also run the saved queries in these files or directories (as
+    /// `sysql schedule` does); SIGHUP reloads them.
+    #[arg(long = "schedule", value_name = "FILE|DIR")]
+    pub schedule: Vec<PathBuf>,
+
+    /// Where the saved queries' results go (see `sysql schedule --sink`).
+    #[arg(long, value_name = "SINK", default_value = "stdout")]
+    pub sink: SinkSpec,
 }
 
 /// Arguments of `sysql schedule`.

@@ -1,12 +1,16 @@
 //! Start-up, in the order least privilege needs: take the signals, check
-//! the options, load and attach the kernel programs on the first thread,
-//! drop every capability no longer needed, then start the reader thread and
-//! the runtime, and hand over to the schedule, a one-shot run or the shell.
+//! the options, then either connect to an agent (or open a recording), or
+//! load and attach the kernel programs on the first thread; drop every
+//! capability no longer needed, then start the reader thread and the
+//! runtime, and hand over to the agent, the schedule, a one-shot run or the
+//! shell.
 
-use crate::signals::Signals;
-use crate::{app, backend, cli, exec, exit, oneshot, print, privilege, repl, schedule};
+use crate::signals::{Counts, Signals};
+use crate::{agent, app, backend, cli, exec, exit, oneshot, print, privilege, repl, schedule};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use sysql_engine::query::Policy;
+use sysql_server::client::{AgentClient, ConnectError};
 
 /// Runs sysql with parsed arguments; returns its exit status.
 pub fn main(args: cli::Args) -> ExitCode {
@@ -22,6 +26,7 @@ pub fn main(args: cli::Args) -> ExitCode {
             Ok(library) => (Some(library), opts.prometheus.map(|a| a.port())),
             Err(code) => return code,
         },
+        Some(cli::Subcommand::Agent(opts)) => return agent::main(&args, opts, signals, since),
         Some(cli::Subcommand::BenchPipeline(opts)) => return crate::bench_pipeline::run(opts),
         None => (None, None),
     };
@@ -29,6 +34,31 @@ pub fn main(args: cli::Args) -> ExitCode {
         Ok(script) => script,
         Err(code) => return code,
     };
+    if library.is_none() {
+        // A recording, or an agent that answers: no capture of our own.
+        if let Some(dir) = args.data.clone() {
+            return client(args, Mode::Recording(dir), script, signals, since);
+        }
+        if !args.embedded {
+            let explicit = args.agent.is_some();
+            let socket = args.agent.clone().unwrap_or_else(|| PathBuf::from(cli::DEFAULT_SOCKET));
+            if explicit || socket.exists() {
+                // The connection lives on the runtime it was made on: the one
+                // the statements run on.
+                let rt = match runtime() {
+                    Ok(rt) => rt,
+                    Err(e) => return exit::setup(format!("cannot start the runtime: {e}")),
+                };
+                match rt.block_on(AgentClient::connect(&socket)) {
+                    Ok(client) => {
+                        return run_client(args, backend::Backend::Agent(client), script, signals, since, None, rt)
+                    }
+                    Err(ConnectError::Absent(_)) | Err(ConnectError::Denied(_)) if !explicit => {}
+                    Err(e) => return exit::setup(e),
+                }
+            }
+        }
+    }
     // The programs are loaded and attached on this thread before any other
     // thread exists; then every capability no longer needed is dropped, and
     // the threads started afterwards (the signal taker, the reader, the
@@ -47,7 +77,12 @@ pub fn main(args: cli::Args) -> ExitCode {
     if let Err(e) = signals.start() {
         return exit::setup(format!("cannot take signals: {e}"));
     }
-    eprintln!("sysql: {}", running.capturing_line());
+    let whence = if args.embedded || library.is_some() {
+        ""
+    } else {
+        "; no agent running, so history starts now (sysql agent keeps it all the time)"
+    };
+    eprintln!("sysql: {}{whence}", running.capturing_line());
     // The reader task runs on a thread of its own, the rest on the runtime in `run`.
     let reader = std::thread::Builder::new()
         .name("sysql-reader".into())
@@ -66,20 +101,100 @@ pub fn main(args: cli::Args) -> ExitCode {
     }
 }
 
+/// A runtime for statements: its workers are named so that a panic in a
+/// statement is reported as the statement's error (see
+/// `sysql_engine::query::install_panic_hook`).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name(sysql_engine::query::WORKER_PREFIX)
+        .thread_stack_size(exec::STACK_BYTES)
+        .build()
+}
+
+/// Where a client's statements run.
+enum Mode {
+    Recording(PathBuf),
+}
+
+fn client(args: cli::Args, mode: Mode, script: Option<String>, signals: Signals, since: Counts) -> ExitCode {
+    let Mode::Recording(dir) = mode;
+    let store = match sysql_engine::store::Store::open_read_only(&dir) {
+        Ok(store) => store,
+        Err(e) => return exit::setup(e),
+    };
+    store.load_gaps();
+    // No cgroups: `containers` describes the host a capture runs on, and a
+    // recording may come from another one (its rows keep their container_id).
+    let config = match app::engine_config(&args) {
+        Ok(c) => sysql_engine::EngineConfig {
+            clock_offset_ns: 0,
+            containers: sysql_engine::containers::ContainersConfig::default(),
+            ..c
+        },
+        Err(e) => return exit::setup(e),
+    };
+    let engine = sysql_engine::Engine::recording(config, store, args.pace);
+    let session = match sysql_engine::query::QuerySession::new(&engine, Policy::shell(args.allow_file_access)) {
+        Ok(s) => s,
+        Err(e) => return exit::setup(e),
+    };
+    let banner = crate::agent::recording_banner(&dir, &engine);
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return exit::setup(format!("cannot start the runtime: {e}")),
+    };
+    run_client(args, backend::Backend::Embedded(session), script, signals, since, Some(banner), rt)
+}
+
+/// Runs the shell or a one-shot over a backend without a capture of its own.
+fn run_client(
+    args: cli::Args,
+    backend: backend::Backend,
+    script: Option<String>,
+    signals: Signals,
+    since: Counts,
+    banner: Option<String>,
+    rt: tokio::runtime::Runtime,
+) -> ExitCode {
+    // A client needs no privilege at all.
+    if let Err(e) = privilege::drop_to(&Default::default()) {
+        return exit::setup(e);
+    }
+    if let Err(e) = signals.start() {
+        return exit::setup(format!("cannot take signals: {e}"));
+    }
+    let banner = banner.unwrap_or_else(|| match &backend {
+        backend::Backend::Agent(c) => crate::agent::client_banner(c),
+        backend::Backend::Embedded(_) => String::new(),
+    });
+    eprintln!("sysql: {banner}");
+    let main = std::thread::Builder::new().name("sysql".into()).stack_size(exec::STACK_BYTES).spawn(move || {
+        let printer = print::Printer { format: args.format, maxrows: args.maxrows, timing: true };
+        if let Some(sql) = script {
+            return oneshot::run(&rt, &backend, &sql, &args, &printer, &signals, since);
+        }
+        let opts = repl::ReplOptions { history_path: args.history_file.clone(), printer };
+        match repl::run(&rt, backend, opts, &signals) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => exit::setup(format!("{e:#}")),
+        }
+    });
+    match main.map(|t| t.join()) {
+        Ok(Ok(code)) => code,
+        _ => ExitCode::from(exit::SETUP_ERROR),
+    }
+}
+
 fn run(
     args: cli::Args,
     running: app::Running,
     library: Option<schedule::library::Library>,
     script: Option<String>,
     signals: Signals,
-    since: crate::signals::Counts,
+    since: Counts,
 ) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name(sysql_engine::query::WORKER_PREFIX)
-        .thread_stack_size(exec::STACK_BYTES)
-        .build()
-    {
+    let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => return exit::setup(format!("cannot start the runtime: {e}")),
     };

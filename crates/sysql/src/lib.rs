@@ -6,6 +6,7 @@
 //! `signals` takes the signals, `exit` the exit statuses, `cli` the
 //! arguments, `bench_pipeline` the hidden pipeline micro-benchmark.
 
+pub mod agent;
 pub mod app;
 pub mod backend;
 pub mod bench_pipeline;

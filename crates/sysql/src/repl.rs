@@ -55,11 +55,15 @@ pub fn run(rt: &Runtime, backend: Backend, opts: ReplOptions, signals: &Signals)
         .completion_type(CompletionType::List)
         .build();
     let mut editor: Editor<SqlHelper, FileHistory> = Editor::with_config(config)?;
+    // History is what a person typed: none when input is a pipe or a file,
+    // and only in a regular file (never a device such as /dev/null).
     let history = match opts.history_path {
         Some(path) if path.as_os_str().is_empty() => None,
         Some(path) => Some(path),
         None => default_history_path(),
-    };
+    }
+    .filter(|_| std::io::IsTerminal::is_terminal(&std::io::stdin()))
+    .filter(|path| fs::symlink_metadata(path).map(|m| m.is_file()).unwrap_or(true));
     if let Some(path) = &history {
         let loaded = private_file(path).map_err(anyhow::Error::from).and_then(|()| Ok(editor.load_history(path)?));
         if let Err(e) = loaded {
@@ -127,8 +131,11 @@ pub fn run(rt: &Runtime, backend: Backend, opts: ReplOptions, signals: &Signals)
 /// Creates `path` readable by its owner only, or narrows an existing file to that: history holds
 /// whatever was typed, secrets included.
 fn private_file(path: &Path) -> io::Result<()> {
-    OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
-    fs::set_permissions(path, Permissions::from_mode(0o600))
+    let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+    if file.metadata()?.is_file() {
+        file.set_permissions(Permissions::from_mode(0o600))?;
+    }
+    Ok(())
 }
 
 /// What the shell does after a line.

@@ -34,7 +34,7 @@ columns! {
         outcome_ns: Int64, null, "nanoseconds from syscall entry to the outcome; `NULL` with it";
         saddr: Utf8, null, "the local IP address the socket got; `NULL` if it got none (non-IP, or it failed before binding)";
         sport: UInt16, null, "the local port the socket got; `NULL` with `saddr`";
-        netns: UInt32, not null, "network namespace of the socket (the inode number of `/proc/<pid>/ns/net`); the task's if the fd is no socket";
+        netns: UInt32, null, "network namespace of the socket (the inode number of `/proc/<pid>/ns/net`); the task's if the fd is no socket; `NULL` only in the agent's files written by a sysql older than this column";
     }
 }
 

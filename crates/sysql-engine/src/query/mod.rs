@@ -155,6 +155,21 @@ impl Stream for QueryStream {
     }
 }
 
+/// Splits text into statements with the default dialect, within `policy`'s
+/// limits, without a session (a client of an agent, which checks them again).
+pub fn split(sql: &str, policy: &Policy) -> Result<Vec<Statement>, QueryError> {
+    policy.check_text(sql)?;
+    let statements = DFParserBuilder::new(sql)
+        .build()
+        .and_then(|mut p| p.parse_statements())
+        .map_err(|e| QueryError::from_datafusion(&e, ""))?;
+    let statements: Vec<Statement> = statements.into();
+    for s in &statements {
+        policy.check_statement(s)?;
+    }
+    Ok(statements)
+}
+
 /// A session: its own settings and views, the engine's tables, a policy.
 pub struct QuerySession {
     ctx: SessionContext,
@@ -269,6 +284,14 @@ impl QuerySession {
 
     async fn execute_inner(&self, prepared: Prepared) -> Result<QueryStream, QueryError> {
         let pool = Arc::new(StatementPool::new(self.engine.budget().clone(), self.engine.config().query_memory_bytes));
+        // Over a recording, a live statement replays it into a hub of its own.
+        let replay = match (self.engine.replay_pace(), self.engine.store(), prepared.kind.is_unbounded()) {
+            (Some(pace), Some(store), true) => {
+                let start = store_start(store);
+                Some((Arc::new(crate::live::LiveHub::replay(start, self.engine.stats().clone())), store.clone(), pace))
+            }
+            _ => None,
+        };
         let stream = match prepared.body {
             Body::Plan { plan, set, .. } if prepared.kind == Kind::Command => {
                 if set != Some(SetEffect::Ignore) {
@@ -280,12 +303,20 @@ impl QuerySession {
                 if prepared.kind == Kind::Bounded {
                     self.engine.sync().await;
                 }
-                let state = self.statement_state(&pool, live_inputs);
+                let mut state = self.statement_state(&pool, live_inputs);
+                if let Some((hub, _, _)) = &replay {
+                    state.config_mut().set_extension(Arc::new(crate::live_table::ReplayHub(hub.clone())));
+                }
                 let physical = plan_physical(&state, &plan, &pool).await.map_err(|e| self.error(&e))?;
                 let task = Arc::new(TaskContext::from(&state));
                 if prepared.kind == Kind::Live {
                     let (physical, task) = prepare_live(physical, task).map_err(|e| self.error(&e))?;
-                    execute_stream(physical, task).map_err(|e| self.error(&e))?
+                    let stream = execute_stream(physical, task).map_err(|e| self.error(&e))?;
+                    // every live scan has subscribed: the replay can start
+                    match replay {
+                        Some((hub, store, pace)) => with_task(stream, crate::store::replay::run(store, hub, pace)),
+                        None => stream,
+                    }
                 } else {
                     execute_stream(physical, task).map_err(|e| self.error(&e))?
                 }
@@ -295,9 +326,27 @@ impl QuerySession {
                 let (ctx, _) = private_context(&state)?;
                 let (tx, rx) = tokio::sync::mpsc::channel::<datafusion::error::Result<RecordBatch>>(64);
                 let engine = self.engine.clone();
+                let hub = match &replay {
+                    Some((hub, store, pace)) => {
+                        let (hub2, store, pace, table) = (hub.clone(), store.clone(), *pace, q.table);
+                        // the replay starts once the window has subscribed
+                        tokio::spawn(async move {
+                            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                            while hub2.subscribers(table) == 0 {
+                                if std::time::Instant::now() > deadline {
+                                    return; // the window failed before it subscribed
+                                }
+                                tokio::task::yield_now().await;
+                            }
+                            crate::store::replay::run(store, hub2, pace).await
+                        });
+                        hub.clone()
+                    }
+                    None => engine.live().clone(),
+                };
                 let task = tokio::spawn(async move {
                     let out = tx.clone();
-                    let result = window::run(&engine, &ctx, &q, |b| {
+                    let result = window::run(&engine, &hub, &ctx, &q, |b| {
                         out.try_send(Ok(b)).map_err(|_| {
                             DataFusionError::Execution("the reader of a window fell behind or left".into())
                         })
@@ -375,6 +424,30 @@ fn catching<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     CATCHING.with(|c| c.set(before));
     r
+}
+
+/// The watermark a replay starts after: just before the recording's oldest row.
+fn store_start(store: &crate::store::Store) -> i64 {
+    sysql_events::Table::ALL
+        .iter()
+        .filter_map(|t| store.span(*t))
+        .map(|(min, _)| min)
+        .min()
+        .unwrap_or(0)
+        .saturating_sub(1)
+}
+
+/// A stream that runs `task` while it is read, and stops it when dropped.
+fn with_task(
+    stream: SendableRecordBatchStream,
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+) -> SendableRecordBatchStream {
+    let schema = stream.schema();
+    let abort = AbortOnDrop(tokio::spawn(task));
+    let stream = futures::stream::unfold((stream, abort), |(mut s, abort)| async move {
+        s.next().await.map(|item| (item, (s, abort)))
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, stream))
 }
 
 /// Runs a future, turning a panic into the statement's error.
