@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * sysql kernel programs: syscall tracepoints (enter + exit) for the opens,
- * connects and execs tables, plus sched/sched_process_exec.
+ * connects, accepts and execs tables, sched/sched_process_exec and
+ * sched/sched_process_exit, and the BTF tracepoint inet_sock_set_state for
+ * the outcome of TCP connects.
  *
  * Shape: the enter program stashes the raw arguments in the thread's task
  * storage (no hash table, no lock; a stash that cannot be made is counted as
@@ -32,6 +34,10 @@ char LICENSE[] SEC("license") = "GPL";
 #define AF_INET 2
 #define AF_INET6 10
 #define SOCK_DGRAM 2
+#define IPPROTO_TCP 6
+#define EINPROGRESS 115
+#define ECONNABORTED 103
+#define SIGNAL_GROUP_EXIT 0x00000004
 
 /* Set by the loader. */
 const volatile __u32 sysql_self_tgid = 0;       /* never trace sysql itself */
@@ -172,7 +178,9 @@ static __always_inline int stash_args(__u32 kind, __u32 syscall, __u64 a0, __u64
 	if (is_self())
 		return 0;
 	if (!stash_new(kind, syscall, a0, a1, a2, a3))
-		count_lost(kind == SYSQL_KIND_OPEN ? SYSQL_TABLE_OPENS : SYSQL_TABLE_CONNECTS);
+		count_lost(kind == SYSQL_KIND_OPEN	   ? SYSQL_TABLE_OPENS
+			   : kind == SYSQL_KIND_ACCEPT ? SYSQL_TABLE_ACCEPTS
+						       : SYSQL_TABLE_CONNECTS);
 	return 0;
 }
 
@@ -333,6 +341,43 @@ int sys_enter_connect(struct trace_event_raw_sys_enter *ctx)
 	return stash_args(SYSQL_KIND_CONNECT, SYSQL_SYS_CONNECT, ctx->args[0], ctx->args[1], ctx->args[2], 0);
 }
 
+/* The network namespace of a socket (inode number of its net ns). */
+static __always_inline __u32 sock_netns(struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+/* The network namespace of the current task. */
+static __always_inline __u32 task_netns(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	return BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+}
+
+/* A socket's local address (16 bytes: IPv4 in the first 4) and port, host order. */
+static __always_inline __u16 sock_local(struct sock *sk, __u16 family, __u8 *addr)
+{
+	if (family == AF_INET)
+		bpf_core_read(addr, 4, &sk->__sk_common.skc_rcv_saddr);
+	else if (family == AF_INET6)
+		bpf_core_read(addr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+	else
+		return 0;
+	return BPF_CORE_READ(sk, __sk_common.skc_num);
+}
+
+/* A socket's peer address and port, host order. */
+static __always_inline __u16 sock_remote(struct sock *sk, __u16 family, __u8 *addr)
+{
+	if (family == AF_INET)
+		bpf_core_read(addr, 4, &sk->__sk_common.skc_daddr);
+	else if (family == AF_INET6)
+		bpf_core_read(addr, 16, &sk->__sk_common.skc_v6_daddr);
+	else
+		return 0;
+	return bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+}
+
 SEC("tracepoint/syscalls/sys_exit_connect")
 int sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
@@ -352,9 +397,21 @@ int sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
 	e->_pad = 0;
 
 	struct sock *sk = fd_sock(e->fd);
-	e->sk_family = sk ? BPF_CORE_READ(sk, __sk_common.skc_family) : 0;
-	e->sk_type = sk ? BPF_CORE_READ(sk, sk_type) : 0;
-	e->sk_protocol = sk ? BPF_CORE_READ(sk, sk_protocol) : 0;
+	__builtin_memset(e->saddr, 0, sizeof(e->saddr));
+	e->sock_id = (__u64)sk;
+	if (sk) {
+		e->sk_family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		e->sk_type = BPF_CORE_READ(sk, sk_type);
+		e->sk_protocol = BPF_CORE_READ(sk, sk_protocol);
+		e->sport = sock_local(sk, e->sk_family, e->saddr);
+		e->netns = sock_netns(sk);
+	} else {
+		e->sk_family = 0;
+		e->sk_type = 0;
+		e->sk_protocol = 0;
+		e->sport = 0;
+		e->netns = task_netns();
+	}
 
 	__u32 len = e->addrlen;
 	if (len > SYSQL_SOCKADDR_LEN) {
@@ -365,6 +422,158 @@ int sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
 	if (len > 0 && bpf_probe_read_user(e->addr, len, (void *)s->args[1]))
 		e->h.flags |= SYSQL_F_USER_FAULT;
 	unstash(s);
+	bpf_ringbuf_submit(e, wake_reserved(sizeof(*e)));
+	return 0;
+}
+
+/* ---- connect outcomes ----------------------------------------------------- */
+
+/* A TCP connect between SYN_SENT and its outcome, keyed by the socket
+ * (struct sock *). An LRU hash: an entry whose outcome never comes ages out.
+ * (Socket storage, BPF_MAP_TYPE_SK_STORAGE, was measured too: it allocates
+ * per socket, and this program cost about 100 ns more per call with it, two
+ * calls per connect, than with this preallocated hash.) */
+struct connect_flight {
+	__u64 ts;  /* the connect's entry, as in its record */
+	__u32 pid;
+	__u32 tid;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct connect_flight);
+} sysql_connecting SEC(".maps");
+
+/* Every TCP state change (BTF tracepoint sock/inet_sock_set_state; a BTF
+ * tracepoint, not the classic one, because the classic one is skipped when it
+ * fires in a softirq that interrupted another BPF program on this CPU, and an
+ * outcome would be lost).
+ *
+ * CLOSE -> SYN_SENT happens inside connect(2), in the connecting thread, whose
+ * task storage holds the connect's arguments: remember the socket. Leaving
+ * SYN_SENT is the outcome: ESTABLISHED, or CLOSE with the error the kernel
+ * set in sk_err before closing (ECONNREFUSED for a reset, ETIMEDOUT or the
+ * ICMP error such as EHOSTUNREACH after the SYN retries; 0 when the program
+ * closed the socket first, reported as ECONNABORTED as a blocking connect
+ * would). One record per outcome; user space pairs it with the connect's row,
+ * whichever comes first (see crates/sysql-engine/src/event/connects.rs). */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
+{
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	__u64 key = (__u64)sk;
+	if (newstate == TCP_SYN_SENT) {
+		if (is_self())
+			return 0;
+		struct args_stash *s = bpf_task_storage_get(&sysql_args, bpf_get_current_task_btf(), 0, 0);
+		if (!s || s->kind != SYSQL_KIND_CONNECT)
+			return 0;
+		__u64 id = bpf_get_current_pid_tgid();
+		struct connect_flight f = {.ts = s->ts, .pid = id >> 32, .tid = (__u32)id};
+		if (bpf_map_update_elem(&sysql_connecting, &key, &f, BPF_ANY))
+			count_lost(SYSQL_TABLE_CONNECTS);
+		return 0;
+	}
+	if (oldstate != TCP_SYN_SENT || (newstate != TCP_ESTABLISHED && newstate != TCP_CLOSE))
+		return 0;
+	struct connect_flight *f = bpf_map_lookup_elem(&sysql_connecting, &key);
+	if (!f)
+		return 0;
+	struct connect_flight flight = *f;
+	bpf_map_delete_elem(&sysql_connecting, &key);
+
+	struct sysql_connect_done_event *e = bpf_ringbuf_reserve(&sysql_events, sizeof(*e), 0);
+	if (!e) {
+		count_lost(SYSQL_TABLE_CONNECTS);
+		return 0;
+	}
+	__s64 ret = 0;
+	if (newstate == TCP_CLOSE) {
+		int err = sk->sk_err;
+		ret = -(err ? err : ECONNABORTED);
+	}
+	__builtin_memset(&e->h, 0, sizeof(e->h));
+	e->h.kind = SYSQL_KIND_CONNECT_DONE;
+	e->h.ts_boot_ns = flight.ts;
+	e->h.latency_ns = bpf_ktime_get_boot_ns() - flight.ts;
+	e->h.ret = ret;
+	e->h.pid = flight.pid;
+	e->h.tid = flight.tid;
+	e->sock_id = key;
+	e->_pad0 = 0;
+	e->_pad1 = 0;
+	__builtin_memset(e->saddr, 0, sizeof(e->saddr));
+	sock_local(sk, sk->__sk_common.skc_family, e->saddr);
+	/* The tracepoint fires at the end of tcp_set_state(): on CLOSE an
+	 * autobound port was already given back (skc_num is 0), but inet_sport
+	 * still holds it. */
+	e->sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	bpf_ringbuf_submit(e, wake_reserved(sizeof(*e)));
+	return 0;
+}
+
+/* ---- accepts -------------------------------------------------------------- */
+
+SEC("tracepoint/syscalls/sys_enter_accept")
+int sys_enter_accept(struct trace_event_raw_sys_enter *ctx)
+{
+	return stash_args(SYSQL_KIND_ACCEPT, SYSQL_SYS_ACCEPT, ctx->args[0], 0, 0, 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_accept4")
+int sys_enter_accept4(struct trace_event_raw_sys_enter *ctx)
+{
+	return stash_args(SYSQL_KIND_ACCEPT, SYSQL_SYS_ACCEPT4, ctx->args[0], ctx->args[3], 0, 0);
+}
+
+/* One exit program for accept and accept4: the stash says which. The
+ * addresses are the new connection's, read from its socket (the new fd). */
+SEC("tracepoint/syscalls/sys_exit_accept")
+int sys_exit_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	struct args_stash *s = stashed(SYSQL_KIND_ACCEPT);
+	if (!s)
+		return 0;
+
+	struct sysql_accept_event *e = bpf_ringbuf_reserve(&sysql_events, sizeof(*e), 0);
+	if (!e) {
+		count_lost(SYSQL_TABLE_ACCEPTS);
+		unstash(s);
+		return 0;
+	}
+	long ret = ctx->ret;
+	fill_header(&e->h, SYSQL_KIND_ACCEPT, s->syscall, s->ts, ret);
+	e->fd = (__s32)s->args[0];
+	e->flags = (__u32)s->args[1];
+	unstash(s);
+	e->_pad0 = 0;
+	__builtin_memset(e->laddr, 0, sizeof(e->laddr));
+	__builtin_memset(e->raddr, 0, sizeof(e->raddr));
+	e->lport = 0;
+	e->rport = 0;
+
+	/* The new socket has the listener's family, type, protocol and
+	 * namespace: one fd walk in the usual case, the listener's only when the
+	 * accept failed. */
+	struct sock *sk = ret >= 0 ? fd_sock((int)ret) : fd_sock(e->fd);
+	if (sk) {
+		e->sk_family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		e->sk_type = BPF_CORE_READ(sk, sk_type);
+		e->sk_protocol = BPF_CORE_READ(sk, sk_protocol);
+		e->netns = sock_netns(sk);
+	} else {
+		e->sk_family = 0;
+		e->sk_type = 0;
+		e->sk_protocol = 0;
+		e->netns = task_netns();
+	}
+	if (sk && ret >= 0) {
+		e->lport = sock_local(sk, e->sk_family, e->laddr);
+		e->rport = sock_remote(sk, e->sk_family, e->raddr);
+	}
 	bpf_ringbuf_submit(e, wake_reserved(sizeof(*e)));
 	return 0;
 }
@@ -468,6 +677,46 @@ SEC("tracepoint/syscalls/sys_exit_execve")
 int sys_exit_execve(struct trace_event_raw_sys_exit *ctx)
 {
 	exec_emit((__u32)bpf_get_current_pid_tgid(), ctx->ret);
+	return 0;
+}
+
+/* ---- exits ---------------------------------------------------------------- */
+
+/* A thread's exit (sched/sched_process_exit, in the exiting thread). One
+ * record per process: when its last thread exits (group_dead; on kernels
+ * whose tracepoint lacks that field, when the group's live count is zero).
+ * task->exit_code is set before the tracepoint fires; for a group exit
+ * (exit_group, a fatal signal) every thread carries the group's code. */
+SEC("tracepoint/sched/sched_process_exit")
+int sched_process_exit(struct trace_event_raw_sched_process_exit *ctx)
+{
+	if (is_self())
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	bool group_dead;
+	if (bpf_core_field_exists(ctx->group_dead))
+		group_dead = BPF_CORE_READ(ctx, group_dead);
+	else
+		group_dead = BPF_CORE_READ(task, signal, live.counter) == 0;
+	if (!group_dead)
+		return 0;
+
+	struct sysql_exit_event *e = bpf_ringbuf_reserve(&sysql_events, sizeof(*e), 0);
+	if (!e) {
+		count_lost(SYSQL_TABLE_EXITS);
+		return 0;
+	}
+	__u64 now = bpf_ktime_get_boot_ns();
+	fill_header(&e->h, SYSQL_KIND_EXIT, SYSQL_SYS_EXIT, now, 0);
+	e->h.latency_ns = 0;
+	__u32 code = task->exit_code;
+	struct signal_struct *sig = task->signal;
+	if (sig->flags & SIGNAL_GROUP_EXIT)
+		code = sig->group_exit_code;
+	e->exit_code = code;
+	e->start_boot_ns = task->group_leader->start_boottime;
+	e->_pad = 0;
+	bpf_ringbuf_submit(e, wake_reserved(sizeof(*e)));
 	return 0;
 }
 
@@ -625,13 +874,16 @@ static __always_inline bool pgsql_start(const __u8 *p, __u32 n)
 	return len >= 5 && len < (1u << 24);
 }
 
-/* A MySQL COM_QUERY (sequence 0, command 3) or a server greeting (protocol 10). */
+/* A MySQL COM_QUERY or COM_STMT_PREPARE (sequence 0, command 3 or 0x16) or
+ * a server greeting (protocol 10). A client writes a command's header and
+ * payload at once; a server reads the 4-byte header alone, so on the server's
+ * side a connection is found from the greeting it sends. */
 static __always_inline bool mysql_start(const __u8 *p, __u32 n)
 {
 	if (n < 8)
 		return false;
 	__u32 len = p[0] | ((__u32)p[1] << 8) | ((__u32)p[2] << 16);
-	return p[3] == 0 && len >= 1 && (p[4] == 0x03 || (p[4] == 0x0a && len < 512));
+	return p[3] == 0 && len >= 1 && (p[4] == 0x03 || p[4] == 0x16 || (p[4] == 0x0a && len < 512));
 }
 
 /* Ports and addresses from a user sockaddr (unconnected UDP). */

@@ -51,6 +51,43 @@ fn the_past_hour_survives_a_restart() {
     assert_eq!(stats, "true,true");
 }
 
+/// A connect still waiting for its outcome when the agent is stopped (its
+/// SYN dropped by a listener whose accept queue is full) is held, not in
+/// history; the clean stop makes its row, with a NULL outcome, and writes
+/// it: the next start finds it.
+#[test]
+fn a_connect_pending_at_a_clean_stop_is_written() {
+    let dir = TempDir::new("agent-pending");
+    let agent = Agent::start(dir.path(), &["--flush-interval", "1s"]);
+    let script = "import socket, sys\n\
+                  full = socket.socket(); full.bind(('127.0.0.1', 0)); full.listen(0)\n\
+                  filler = socket.create_connection(full.getsockname())\n\
+                  s = socket.socket(); s.setblocking(False)\n\
+                  print(s.connect_ex(full.getsockname()), full.getsockname()[1], flush=True)\n\
+                  sys.stdin.read()\n";
+    let mut child =
+        Command::new("python3").args(["-c", script]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words[0], "115", "EINPROGRESS: {line}");
+    let port = words[1];
+    // the queue filler's row comes at once; the pending one is held
+    let filler = format!("SELECT count(*) FROM connects WHERE dport = {port} AND ret = 0");
+    assert_eq!(agent.ask_until(&filler, "1"), "1");
+    let pending =
+        format!("SELECT errno, outcome IS NULL, outcome_ns IS NULL FROM connects WHERE dport = {port} AND ret = -115");
+    assert_eq!(agent.ask(&pending), "", "held until its outcome");
+    assert_eq!(agent.stop().code(), Some(0));
+    // the socket closes only now, after the stop
+    drop(child.stdin.take());
+    child.wait().unwrap();
+
+    let agent = Agent::start(dir.path(), &["--flush-interval", "1s"]);
+    assert_eq!(agent.ask(&pending), "EINPROGRESS,true,true");
+    assert_eq!(agent.stop().code(), Some(0));
+}
+
 fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];

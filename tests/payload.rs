@@ -1,9 +1,12 @@
 //! Payload tests with real servers on loopback: an HTTP server hit by curl,
 //! PostgreSQL queried by psql (simple protocol) and pgbench (extended
-//! protocol), and a DNS question over UDP to port 53. Each asserts the exact
-//! rows of http_requests, db_queries and dns_queries, on both the server's
-//! and the client's side. Needs root, python3, curl and PostgreSQL (installed
-//! by scripts/test): `cargo test -p sysql --test payload`.
+//! protocol), MariaDB queried by its client (over TCP and its unix socket)
+//! and by Perl's DBD::MariaDB with server-side prepared statements (the
+//! binary protocol), and a DNS question over UDP to port 53. Each asserts the
+//! exact rows of http_requests, db_queries and dns_queries, on both the
+//! server's and the client's side. Needs root, python3, curl, PostgreSQL,
+//! MariaDB and DBD::MariaDB (installed by scripts/test):
+//! `cargo test -p sysql --test payload`.
 
 mod common;
 
@@ -407,4 +410,190 @@ fn no_payload_captures_nothing_and_redaction_masks_literals() {
     );
     let connects = format!("SELECT count(*) FROM connects WHERE pid = {curl_pid} AND dport = {port}");
     assert_eq!(query(&rt, &ctx, &connects), vec![vec!["1"]], "other tables are still captured");
+}
+
+/// A throwaway MariaDB server on a unix socket and a loopback port of its
+/// own, under a temporary datadir (made by mariadb-install-db, root with no
+/// password), killed when dropped.
+struct Mariadb {
+    dir: PathBuf,
+    port: u16,
+    server: Guard,
+}
+
+impl Mariadb {
+    fn start() -> Mariadb {
+        let dir = std::env::temp_dir().join(format!("sysql-test-mariadb-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        run(Command::new("chown").args(["mysql:mysql"]).arg(&dir));
+        run(Command::new("mariadb-install-db")
+            .args(["--no-defaults", "--user=mysql", "--auth-root-authentication-method=normal", "--skip-test-db"])
+            .arg(format!("--datadir={}/data", dir.display())));
+        let port = free_port();
+        let d = dir.display();
+        let server = Guard(
+            Command::new("mariadbd")
+                .args(["--no-defaults", "--user=mysql", "--skip-log-bin", "--innodb-buffer-pool-size=16M"])
+                .args(["--bind-address=127.0.0.1", &format!("--port={port}")])
+                .args([format!("--datadir={d}/data"), format!("--socket={d}/sock"), format!("--pid-file={d}/pid")])
+                .arg(format!("--log-error={d}/err"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("mariadbd runs (apt-get install mariadb-server)"),
+        );
+        wait_for_port(port);
+        let db = Mariadb { dir, port, server };
+        db.client(&["-e", "CREATE DATABASE shop; CREATE TABLE shop.users (id INT PRIMARY KEY, name TEXT); INSERT INTO shop.users VALUES (1, 'ada'), (2, 'bob')"]);
+        db
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("sock")
+    }
+
+    /// The `mariadb` client over TCP (`args` after the connection options);
+    /// returns its pid once it ended, and whether it succeeded.
+    fn client(&self, args: &[&str]) -> (u32, bool) {
+        let child = Command::new("mariadb")
+            .args(["-h", "127.0.0.1", "-P", &self.port.to_string(), "-u", "root", "--skip-ssl"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the mariadb client runs");
+        let pid = child.id();
+        let ok = child.wait_with_output().unwrap().status.success();
+        (pid, ok)
+    }
+}
+
+impl Drop for Mariadb {
+    fn drop(&mut self) {
+        let _ = self.server.0.kill();
+        let _ = self.server.0.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A prepared statement over MySQL's binary protocol (COM_STMT_PREPARE,
+/// COM_STMT_EXECUTE twice, COM_STMT_CLOSE), from Perl's DBD::MariaDB with
+/// server-side prepares.
+const PERL_PREPARED: &str = r#"
+use DBI;
+my ($port) = @ARGV;
+my $d = DBI->connect("DBI:MariaDB:database=shop;host=127.0.0.1;port=$port;mariadb_server_prepare=1", "root", "",
+    {RaiseError => 1, PrintError => 0});
+my $s = $d->prepare("SELECT name FROM users WHERE id = ?");
+for my $id (1, 2) { $s->execute($id); my @r = $s->fetchrow_array; print "@r\n"; }
+$s->finish;
+undef $s;
+eval { $d->prepare("SELECT nope FROM users WHERE id = ?")->execute(1) };
+$d->disconnect;
+"#;
+
+#[test]
+fn db_queries_from_mariadb_text_and_binary_protocols() {
+    let rt = runtime();
+    let running = start(&rt, &[]);
+    let db = Mariadb::start();
+    let (tcp_ok, ok) = db.client(&["-D", "shop", "-e", "SELECT name FROM users WHERE id = 1"]);
+    assert!(ok);
+    let (tcp_err, ok) = db.client(&["-e", "SELECT * FROM shop.no_such_table"]);
+    assert!(!ok, "the failing query fails");
+    // over the unix socket
+    let child = Command::new("mariadb")
+        .args([
+            "-S",
+            &db.socket().display().to_string(),
+            "-u",
+            "root",
+            "-e",
+            "UPDATE shop.users SET name = 'eve' WHERE id = 2",
+        ])
+        .spawn()
+        .unwrap();
+    let unix = child.id();
+    assert!(child.wait_with_output().unwrap().status.success());
+    // PREPARE / EXECUTE in SQL: COM_QUERY statements
+    let (sql_ps, ok) = db.client(&["-D", "shop", "-e", "PREPARE s FROM 'SELECT count(*) FROM users WHERE id > ?'; SET @a = 0; EXECUTE s USING @a; DEALLOCATE PREPARE s"]);
+    assert!(ok);
+    let dir = TempDir::new("mariadb-perl");
+    let script = dir.join("prepared.pl");
+    std::fs::write(&script, PERL_PREPARED).unwrap();
+    let perl = Command::new("perl").arg(&script).arg(db.port.to_string()).stderr(Stdio::piped()).spawn().unwrap();
+    let perl_pid = perl.id();
+    let out = perl.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Client side: every statement of each client, exactly.
+    let sql = format!(
+        "SELECT pid, query, outcome, error, tag, user, database, server_port, truncated
+         FROM db_queries WHERE role = 'client' AND protocol = 'mysql'
+         AND (pid IN ({tcp_ok}, {tcp_err}, {unix}, {sql_ps}) OR (pid = {perl_pid} AND query LIKE 'SELECT%'))
+         ORDER BY ts"
+    );
+    let rows = rows_eventually(&rt, &running, &sql, 10);
+    let port = db.port.to_string();
+    let row = |pid: u32, q: &str, outcome: &str, error: &str, tag: &str, database: &str, port: &str| -> Vec<String> {
+        [&pid.to_string(), q, outcome, error, tag, "root", database, port, "false"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let ps_query = "PREPARE s FROM 'SELECT count(*) FROM users WHERE id > ?'";
+    let prepared = "SELECT name FROM users WHERE id = ?";
+    // the third statement fails to prepare: its error text is the server's own
+    let nope_error = rows.last().map(|r| r[3].clone()).unwrap_or_default();
+    assert!(nope_error.starts_with("Unknown column 'nope'"), "{rows:#?}");
+    let want = vec![
+        row(tcp_ok, "SELECT name FROM users WHERE id = 1", "ok", "NULL", "RESULTSET", "shop", &port),
+        row(
+            tcp_err,
+            "SELECT * FROM shop.no_such_table",
+            "error",
+            "Table 'shop.no_such_table' doesn't exist",
+            "NULL",
+            "NULL",
+            &port,
+        ),
+        row(unix, "UPDATE shop.users SET name = 'eve' WHERE id = 2", "ok", "NULL", "OK 1", "NULL", "NULL"),
+        row(sql_ps, ps_query, "ok", "NULL", "OK 0", "shop", &port),
+        row(sql_ps, "SET @a = 0", "ok", "NULL", "OK 0", "shop", &port),
+        row(sql_ps, "EXECUTE s USING @a", "ok", "NULL", "RESULTSET", "shop", &port),
+        row(sql_ps, "DEALLOCATE PREPARE s", "ok", "NULL", "OK 0", "shop", &port),
+        // COM_STMT_PREPARE, then COM_STMT_EXECUTE twice: one row per execution
+        row(perl_pid, prepared, "ok", "NULL", "RESULTSET", "shop", &port),
+        row(perl_pid, prepared, "ok", "NULL", "RESULTSET", "shop", &port),
+        row(perl_pid, "SELECT nope FROM users WHERE id = ?", "error", &nope_error, "NULL", "shop", &port),
+    ];
+    assert_eq!(rows, want, "{rows:#?}");
+
+    // Server side: MariaDB reads each packet's header and payload apart; the
+    // same statements, from the server's sockets (TCP and unix).
+    let server = rows_eventually(
+        &rt,
+        &running,
+        &format!(
+            "SELECT query, outcome, count(*), min(user) FROM db_queries WHERE role = 'server' AND comm = 'mariadbd'
+             AND (query LIKE '%shop.%' OR query = '{prepared}' OR query LIKE '%nope%' OR query LIKE 'EXECUTE%')
+             AND query NOT LIKE 'CREATE%' AND query NOT LIKE 'INSERT%'
+             GROUP BY query, outcome ORDER BY query"
+        ),
+        5,
+    );
+    let s = |q: &str, outcome: &str, n: &str| -> Vec<String> {
+        [q, outcome, n, "root"].iter().map(|s| s.to_string()).collect()
+    };
+    assert_eq!(
+        server,
+        vec![
+            s("EXECUTE s USING @a", "ok", "1"),
+            s("SELECT * FROM shop.no_such_table", "error", "1"),
+            s(prepared, "ok", "2"),
+            s("SELECT nope FROM users WHERE id = ?", "error", "1"),
+            s("UPDATE shop.users SET name = 'eve' WHERE id = 2", "ok", "1"),
+        ]
+    );
 }

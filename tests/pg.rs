@@ -97,8 +97,19 @@ fn psql_asks_the_agent_on_its_unix_socket() {
 
     // psql's catalog commands
     let dt = ask(d, "\\dt");
-    for table in ["opens", "connects", "execs", "sysql_columns"] {
+    for table in ["opens", "connects", "execs", "accepts", "exits", "sysql_columns"] {
         assert!(dt.lines().any(|l| l.starts_with(&format!("public|{table}|"))), "\\dt lacks {table}:\n{dt}");
+    }
+    // every column of every table has a Postgres type its rows encode to
+    for table in ["containers", "sysql_stats", "sysql_gaps"] {
+        ask(d, &format!("SELECT * FROM {table} LIMIT 20"));
+    }
+    for line in dt.lines() {
+        let mut cells = line.split('|');
+        let (schema, table) = (cells.next().unwrap(), cells.next().unwrap());
+        if schema == "public" {
+            ask(d, &format!("SELECT * FROM {table} LIMIT 20"));
+        }
     }
     let described = ask(d, "\\d connects");
     assert!(described.lines().any(|l| l.starts_with("ts|timestamp with time zone")), "{described}");

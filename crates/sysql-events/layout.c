@@ -38,7 +38,32 @@ int main(void)
 	OFF(sysql_connect_event, sk_family, "CONNECT_SK_FAMILY");
 	OFF(sysql_connect_event, sk_type, "CONNECT_SK_TYPE");
 	OFF(sysql_connect_event, sk_protocol, "CONNECT_SK_PROTOCOL");
+	OFF(sysql_connect_event, sport, "CONNECT_SPORT");
+	OFF(sysql_connect_event, sock_id, "CONNECT_SOCK_ID");
+	OFF(sysql_connect_event, netns, "CONNECT_NETNS");
+	OFF(sysql_connect_event, saddr, "CONNECT_SADDR");
 	OFF(sysql_connect_event, addr, "CONNECT_ADDR");
+
+	SIZE(sysql_connect_done_event, "CONNECT_DONE_SIZE");
+	OFF(sysql_connect_done_event, sock_id, "CONNECT_DONE_SOCK_ID");
+	OFF(sysql_connect_done_event, sport, "CONNECT_DONE_SPORT");
+	OFF(sysql_connect_done_event, saddr, "CONNECT_DONE_SADDR");
+
+	SIZE(sysql_accept_event, "ACCEPT_SIZE");
+	OFF(sysql_accept_event, fd, "ACCEPT_FD");
+	OFF(sysql_accept_event, flags, "ACCEPT_FLAGS");
+	OFF(sysql_accept_event, sk_family, "ACCEPT_SK_FAMILY");
+	OFF(sysql_accept_event, sk_type, "ACCEPT_SK_TYPE");
+	OFF(sysql_accept_event, sk_protocol, "ACCEPT_SK_PROTOCOL");
+	OFF(sysql_accept_event, lport, "ACCEPT_LPORT");
+	OFF(sysql_accept_event, rport, "ACCEPT_RPORT");
+	OFF(sysql_accept_event, netns, "ACCEPT_NETNS");
+	OFF(sysql_accept_event, laddr, "ACCEPT_LADDR");
+	OFF(sysql_accept_event, raddr, "ACCEPT_RADDR");
+
+	SIZE(sysql_exit_event, "EXIT_SIZE");
+	OFF(sysql_exit_event, start_boot_ns, "EXIT_START");
+	OFF(sysql_exit_event, exit_code, "EXIT_CODE");
 
 	SIZE(sysql_exec_event, "EXEC_SIZE");
 	OFF(sysql_exec_event, filename_len, "EXEC_FILENAME_LEN");
@@ -71,6 +96,14 @@ int main(void)
 	DEF(SYSQL_KIND_OPEN);
 	DEF(SYSQL_KIND_CONNECT);
 	DEF(SYSQL_KIND_EXEC);
+	DEF(SYSQL_KIND_CONNECT_DONE);
+	DEF(SYSQL_KIND_ACCEPT);
+	DEF(SYSQL_KIND_EXIT);
+	DEF(SYSQL_TABLE_ACCEPTS);
+	DEF(SYSQL_TABLE_EXITS);
+	DEF(SYSQL_SYS_ACCEPT);
+	DEF(SYSQL_SYS_ACCEPT4);
+	DEF(SYSQL_SYS_EXIT);
 	DEF(SYSQL_TABLE_OPENS);
 	DEF(SYSQL_TABLE_CONNECTS);
 	DEF(SYSQL_TABLE_EXECS);

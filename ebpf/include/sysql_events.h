@@ -29,6 +29,9 @@
 #define SYSQL_KIND_CONNECT 2
 #define SYSQL_KIND_EXEC 3
 #define SYSQL_KIND_PAYLOAD 4
+#define SYSQL_KIND_CONNECT_DONE 5 /* the outcome of a TCP connect */
+#define SYSQL_KIND_ACCEPT 6
+#define SYSQL_KIND_EXIT 7
 
 /* Index of a table in the per-CPU loss counters (sysql_lost). */
 #define SYSQL_TABLE_OPENS 0
@@ -37,7 +40,9 @@
 #define SYSQL_TABLE_HTTP 3 /* http_requests */
 #define SYSQL_TABLE_DB 4   /* db_queries */
 #define SYSQL_TABLE_DNS 5  /* dns_queries */
-#define SYSQL_TABLE_COUNT 6
+#define SYSQL_TABLE_ACCEPTS 6
+#define SYSQL_TABLE_EXITS 7
+#define SYSQL_TABLE_COUNT 8
 
 /* sysql_header.syscall, per kind */
 #define SYSQL_SYS_OPEN 0
@@ -47,6 +52,9 @@
 #define SYSQL_SYS_CONNECT 0
 #define SYSQL_SYS_EXECVE 0
 #define SYSQL_SYS_EXECVEAT 1
+#define SYSQL_SYS_ACCEPT 0
+#define SYSQL_SYS_ACCEPT4 1
+#define SYSQL_SYS_EXIT 0
 /* payload syscalls: odd numbers send (egress), even ones receive (ingress) */
 #define SYSQL_SYS_READ 0
 #define SYSQL_SYS_WRITE 1
@@ -98,7 +106,7 @@ struct sysql_open_event {
 	char path[SYSQL_PATH_LEN];
 };
 
-/* connect. 208 bytes. */
+/* connect. 240 bytes. */
 struct sysql_connect_event {
 	struct sysql_header h;
 	__s32 fd;
@@ -106,8 +114,54 @@ struct sysql_connect_event {
 	__u16 sk_family;       /* from the socket: AF_* */
 	__u16 sk_type;         /* SOCK_* */
 	__u16 sk_protocol;     /* IPPROTO_* */
-	__u16 _pad;
+	__u16 sport;           /* the socket's local port at exit, host order (0 if none) */
+	__u64 sock_id;         /* the kernel socket (struct sock *): pairs a
+				* sysql_connect_done_event with its connect; 0 if fd is no socket */
+	__u32 netns;           /* the socket's network namespace (inode number); the task's if no socket */
+	__u32 _pad;
+	__u8 saddr[16];        /* the socket's local address at exit: IPv4 in the first 4 bytes, or IPv6 */
 	__u8 addr[SYSQL_SOCKADDR_LEN]; /* the sockaddr as passed, min(addrlen, 112) bytes */
+};
+
+/* A TCP socket left SYN_SENT (sock:inet_sock_set_state): the outcome of the
+ * connect that put it there. Sent for every connect that reached SYN_SENT,
+ * whenever the outcome comes: for a blocking connect (and a non-blocking one
+ * over loopback) that is before the connect's own record. 112 bytes.
+ * Header: ts_boot_ns is the connect's entry (as in its record), latency_ns
+ * the time from there to the outcome, ret 0 (established) or -errno, pid and
+ * tid the connecting thread's; the other header fields are zero. */
+struct sysql_connect_done_event {
+	struct sysql_header h;
+	__u64 sock_id;         /* as in the connect's record */
+	__u16 sport;           /* local port, host byte order */
+	__u16 _pad0;
+	__u32 _pad1;
+	__u8 saddr[16];        /* local address: IPv4 in the first 4 bytes, or IPv6 */
+};
+
+/* accept, accept4. 136 bytes. */
+struct sysql_accept_event {
+	struct sysql_header h; /* ret: the new fd, or -errno */
+	__s32 fd;              /* the listening socket */
+	__u32 flags;           /* accept4's flags (SOCK_NONBLOCK, SOCK_CLOEXEC), 0 for accept */
+	__u16 sk_family;       /* the listening socket's AF_*, SOCK_*, IPPROTO_* */
+	__u16 sk_type;
+	__u16 sk_protocol;
+	__u16 lport;           /* the new connection's local port, host order (0 if none) */
+	__u16 rport;           /* the peer's port, host order (0 if none) */
+	__u16 _pad0;
+	__u32 netns;           /* the listening socket's network namespace (inode number) */
+	__u8 laddr[16];        /* the new connection's local address: IPv4 in the first 4 bytes, or IPv6 */
+	__u8 raddr[16];        /* the peer's address, the same way */
+};
+
+/* The end of a process: its last thread's exit (sched:sched_process_exit with
+ * the thread group dead). 96 bytes. Header: ts_boot_ns is the exit, ret 0. */
+struct sysql_exit_event {
+	struct sysql_header h;
+	__u64 start_boot_ns;   /* when the process started (its leader's start_boottime) */
+	__u32 exit_code;       /* the wait status: exit status << 8, or the signal | 0x80 if it dumped core */
+	__u32 _pad;
 };
 
 /* execve, execveat. 2400 bytes. */

@@ -5,13 +5,14 @@
 //! tracing programs) with BTF (`/sys/kernel/btf/vmlinux`) and
 //! syscall tracepoints (`CONFIG_FTRACE_SYSCALLS`), and root or CAP_BPF +
 //! CAP_PERFMON. kprobes and fentry are not used: they are missing or locked
-//! down on the kernels sysql targets.
+//! down on the kernels sysql targets. One BTF tracepoint (`tp_btf`,
+//! Linux 5.5+) follows TCP connects to their outcome.
 
 mod setup;
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::TracePoint;
-use aya::{include_bytes_aligned, Ebpf, EbpfLoader};
+use aya::programs::{BtfTracePoint, TracePoint};
+use aya::{include_bytes_aligned, Btf, Ebpf, EbpfLoader};
 use std::time::Duration;
 use sysql_events::TABLE_COUNT;
 use tokio::io::unix::AsyncFd;
@@ -21,31 +22,54 @@ pub use setup::{clock_offset_ns, preflight, SetupError};
 /// The compiled kernel programs (built by build.rs from `ebpf/sysql.bpf.c`).
 static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sysql.bpf.o"));
 
-/// Each program and the tracepoints it serves. Exit programs come first, so
-/// that no entry is stashed before its exit can complete it.
-const PROGRAMS: &[(&str, &[&str])] = &[
+/// Where a program attaches.
+#[derive(Debug, Clone, Copy)]
+enum Hook {
+    /// Classic tracepoints, as `category/name`.
+    Tracepoints(&'static [&'static str]),
+    /// A BTF tracepoint (`tp_btf`), by the kernel's tracepoint name.
+    Btf(&'static str),
+}
+
+use Hook::{Btf as BtfHook, Tracepoints as Tp};
+
+/// Each program and where it attaches. Exit programs come first, so that no
+/// entry is stashed before its exit can complete it; the TCP state program
+/// comes before the connect enter program, so that every connect stashed
+/// has its outcome followed.
+const PROGRAMS: &[(&str, Hook)] = &[
     (
         "sys_exit_open",
-        &["syscalls/sys_exit_open", "syscalls/sys_exit_openat", "syscalls/sys_exit_openat2", "syscalls/sys_exit_creat"],
+        Tp(&[
+            "syscalls/sys_exit_open",
+            "syscalls/sys_exit_openat",
+            "syscalls/sys_exit_openat2",
+            "syscalls/sys_exit_creat",
+        ]),
     ),
-    ("sys_exit_connect", &["syscalls/sys_exit_connect"]),
-    ("sys_exit_execve", &["syscalls/sys_exit_execve", "syscalls/sys_exit_execveat"]),
-    ("sched_process_exec", &["sched/sched_process_exec"]),
-    ("sys_enter_open", &["syscalls/sys_enter_open"]),
-    ("sys_enter_openat", &["syscalls/sys_enter_openat"]),
-    ("sys_enter_openat2", &["syscalls/sys_enter_openat2"]),
-    ("sys_enter_creat", &["syscalls/sys_enter_creat"]),
-    ("sys_enter_connect", &["syscalls/sys_enter_connect"]),
-    ("sys_enter_execve", &["syscalls/sys_enter_execve"]),
-    ("sys_enter_execveat", &["syscalls/sys_enter_execveat"]),
+    ("sys_exit_connect", Tp(&["syscalls/sys_exit_connect"])),
+    ("sys_exit_accept", Tp(&["syscalls/sys_exit_accept", "syscalls/sys_exit_accept4"])),
+    ("sys_exit_execve", Tp(&["syscalls/sys_exit_execve", "syscalls/sys_exit_execveat"])),
+    ("sched_process_exec", Tp(&["sched/sched_process_exec"])),
+    ("sched_process_exit", Tp(&["sched/sched_process_exit"])),
+    ("inet_sock_set_state", BtfHook("inet_sock_set_state")),
+    ("sys_enter_open", Tp(&["syscalls/sys_enter_open"])),
+    ("sys_enter_openat", Tp(&["syscalls/sys_enter_openat"])),
+    ("sys_enter_openat2", Tp(&["syscalls/sys_enter_openat2"])),
+    ("sys_enter_creat", Tp(&["syscalls/sys_enter_creat"])),
+    ("sys_enter_connect", Tp(&["syscalls/sys_enter_connect"])),
+    ("sys_enter_accept", Tp(&["syscalls/sys_enter_accept"])),
+    ("sys_enter_accept4", Tp(&["syscalls/sys_enter_accept4"])),
+    ("sys_enter_execve", Tp(&["syscalls/sys_enter_execve"])),
+    ("sys_enter_execveat", Tp(&["syscalls/sys_enter_execveat"])),
 ];
 
 /// Payload capture (the http_requests, db_queries and dns_queries tables):
 /// attached only when payloads are captured.
-const PAYLOAD_PROGRAMS: &[(&str, &[&str])] = &[
+const PAYLOAD_PROGRAMS: &[(&str, Hook)] = &[
     (
         "sys_exit_sock_io",
-        &[
+        Tp(&[
             "syscalls/sys_exit_read",
             "syscalls/sys_exit_write",
             "syscalls/sys_exit_recvfrom",
@@ -54,16 +78,16 @@ const PAYLOAD_PROGRAMS: &[(&str, &[&str])] = &[
             "syscalls/sys_exit_sendmsg",
             "syscalls/sys_exit_readv",
             "syscalls/sys_exit_writev",
-        ],
+        ]),
     ),
-    ("sys_enter_read", &["syscalls/sys_enter_read"]),
-    ("sys_enter_write", &["syscalls/sys_enter_write"]),
-    ("sys_enter_recvfrom", &["syscalls/sys_enter_recvfrom"]),
-    ("sys_enter_sendto", &["syscalls/sys_enter_sendto"]),
-    ("sys_enter_recvmsg", &["syscalls/sys_enter_recvmsg"]),
-    ("sys_enter_sendmsg", &["syscalls/sys_enter_sendmsg"]),
-    ("sys_enter_readv", &["syscalls/sys_enter_readv"]),
-    ("sys_enter_writev", &["syscalls/sys_enter_writev"]),
+    ("sys_enter_read", Tp(&["syscalls/sys_enter_read"])),
+    ("sys_enter_write", Tp(&["syscalls/sys_enter_write"])),
+    ("sys_enter_recvfrom", Tp(&["syscalls/sys_enter_recvfrom"])),
+    ("sys_enter_sendto", Tp(&["syscalls/sys_enter_sendto"])),
+    ("sys_enter_recvmsg", Tp(&["syscalls/sys_enter_recvmsg"])),
+    ("sys_enter_sendmsg", Tp(&["syscalls/sys_enter_sendmsg"])),
+    ("sys_enter_readv", Tp(&["syscalls/sys_enter_readv"])),
+    ("sys_enter_writev", Tp(&["syscalls/sys_enter_writev"])),
 ];
 
 /// How to load the programs.
@@ -145,17 +169,39 @@ impl Capture {
 
         let mut tracepoints = Vec::new();
         let payloads = if config.payloads { PAYLOAD_PROGRAMS } else { &[] };
-        for (name, points) in PROGRAMS.iter().chain(payloads) {
-            let program: &mut TracePoint = ebpf
-                .program_mut(name)
-                .ok_or_else(|| SetupError::Load(format!("program {name} missing from the object")))?
-                .try_into()
-                .map_err(|e| SetupError::Load(format!("program {name}: {e}")))?;
-            program.load().map_err(|e| setup::program_error(name, e))?;
-            for point in *points {
-                let (category, event) = point.split_once('/').expect("category/name");
-                program.attach(category, event).map_err(|e| setup::attach_error(point, e))?;
-                tracepoints.push(*point);
+        let mut btf = None;
+        for (name, hook) in PROGRAMS.iter().chain(payloads) {
+            match hook {
+                Tp(points) => {
+                    let program: &mut TracePoint = ebpf
+                        .program_mut(name)
+                        .ok_or_else(|| SetupError::Load(format!("program {name} missing from the object")))?
+                        .try_into()
+                        .map_err(|e| SetupError::Load(format!("program {name}: {e}")))?;
+                    program.load().map_err(|e| setup::program_error(name, e))?;
+                    for point in *points {
+                        let (category, event) = point.split_once('/').expect("category/name");
+                        program.attach(category, event).map_err(|e| setup::attach_error(point, e))?;
+                        tracepoints.push(*point);
+                    }
+                }
+                BtfHook(point) => {
+                    if btf.is_none() {
+                        let read = Btf::from_sys_fs()
+                            .map_err(|e| SetupError::Load(format!("reading the kernel's BTF: {e}")))?;
+                        btf = Some(read);
+                    }
+                    let program: &mut BtfTracePoint = ebpf
+                        .program_mut(name)
+                        .ok_or_else(|| SetupError::Load(format!("program {name} missing from the object")))?
+                        .try_into()
+                        .map_err(|e| SetupError::Load(format!("program {name}: {e}")))?;
+                    program
+                        .load(point, btf.as_ref().expect("read above"))
+                        .map_err(|e| setup::program_error(name, e))?;
+                    program.attach().map_err(|e| setup::attach_error(point, e))?;
+                    tracepoints.push(*point);
+                }
             }
         }
 

@@ -4,10 +4,13 @@
 //! allocation or syscall per event. Batches are flushed when a table reaches
 //! `flush_rows` rows or `flush_interval` has passed.
 
+use crate::containers::Containers;
+use crate::event::accepts::AcceptsBuilder;
 use crate::event::connects::ConnectsBuilder;
 use crate::event::db_queries::DbQueriesBuilder;
 use crate::event::dns_queries::DnsQueriesBuilder;
 use crate::event::execs::ExecsBuilder;
+use crate::event::exits::ExitsBuilder;
 use crate::event::http_requests::HttpRequestsBuilder;
 use crate::event::opens::OpensBuilder;
 use crate::event::Batch;
@@ -18,7 +21,10 @@ use crate::stats::Stats;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use sysql_events::{decode, DecodeError, Record, Table, KIND_CONNECT, KIND_EXEC, KIND_OPEN, KIND_PAYLOAD, TABLE_COUNT};
+use sysql_events::{
+    decode, DecodeError, Record, Table, KIND_ACCEPT, KIND_CONNECT, KIND_CONNECT_DONE, KIND_EXEC, KIND_EXIT, KIND_OPEN,
+    KIND_PAYLOAD, TABLE_COUNT,
+};
 
 pub struct Ingest {
     opens: OpensBuilder,
@@ -27,6 +33,8 @@ pub struct Ingest {
     http: HttpRequestsBuilder,
     db: DbQueriesBuilder,
     dns: DnsQueriesBuilder,
+    accepts: AcceptsBuilder,
+    exits: ExitsBuilder,
     /// Connection tracking that turns payloads into the three tables above.
     payloads: Payloads,
     /// Rows appended since the last publish of the counters.
@@ -48,17 +56,20 @@ impl Ingest {
         history: Arc<History>,
         live: Arc<LiveHub>,
         stats: Arc<Stats>,
+        containers: Arc<Containers>,
         config: &crate::EngineConfig,
     ) -> Self {
         // Builders start small and grow: a quiet table's batches stay small.
         let start = 64;
-        Ingest {
+        let mut ingest = Ingest {
             opens: OpensBuilder::with_capacity(start),
             connects: ConnectsBuilder::with_capacity(start),
             execs: ExecsBuilder::with_capacity(start).redacting(config.redact_argv.clone()),
             http: HttpRequestsBuilder::new(),
             db: DbQueriesBuilder::new(),
             dns: DnsQueriesBuilder::new(),
+            accepts: AcceptsBuilder::with_capacity(start),
+            exits: ExitsBuilder::with_capacity(start),
             payloads: Payloads::new(config.payload),
             pending: [0; TABLE_COUNT],
             truncated: [0; TABLE_COUNT],
@@ -71,19 +82,43 @@ impl Ingest {
             live_flush_interval: config.live_flush_interval,
             last_flush: Instant::now(),
             drained_at: i64::MAX,
-        }
+        };
+        ingest.opens.attribute(containers.clone());
+        ingest.connects.attribute(containers.clone());
+        ingest.execs.attribute(containers.clone());
+        ingest.http.attribute(containers.clone());
+        ingest.db.attribute(containers.clone());
+        ingest.dns.attribute(containers.clone());
+        ingest.accepts.attribute(containers.clone());
+        ingest.exits.attribute(containers);
+        ingest
     }
 
     /// Decodes one ring buffer record into its table. A record that cannot be
     /// decoded is counted, never a panic.
     pub fn push(&mut self, record: &[u8]) {
         let off = self.clock_offset_ns;
-        let (table, truncated, full) = match decode(record) {
-            Ok(Record::Open(e)) => (Table::Opens, self.opens.append(e, off), self.opens.len() >= self.flush_rows),
-            Ok(Record::Connect(e)) => {
-                (Table::Connects, self.connects.append(e, off), self.connects.len() >= self.flush_rows)
+        let (table, rows, truncated, full) = match decode(record) {
+            Ok(Record::Open(e)) => {
+                (Table::Opens, 1, self.opens.append(e, off) as u64, self.opens.len() >= self.flush_rows)
             }
-            Ok(Record::Exec(e)) => (Table::Execs, self.execs.append(e, off), self.execs.len() >= self.flush_rows),
+            Ok(Record::Connect(e)) => {
+                let (rows, truncated) = self.connects.push(e, off);
+                (Table::Connects, rows, truncated, self.connects.len() >= self.flush_rows)
+            }
+            Ok(Record::ConnectDone(e)) => {
+                let (rows, truncated) = self.connects.push_done(e, off);
+                (Table::Connects, rows, truncated, self.connects.len() >= self.flush_rows)
+            }
+            Ok(Record::Exec(e)) => {
+                (Table::Execs, 1, self.execs.append(e, off) as u64, self.execs.len() >= self.flush_rows)
+            }
+            Ok(Record::Accept(e)) => {
+                (Table::Accepts, 1, self.accepts.append(e, off) as u64, self.accepts.len() >= self.flush_rows)
+            }
+            Ok(Record::Exit(e)) => {
+                (Table::Exits, 1, self.exits.append(e, off) as u64, self.exits.len() >= self.flush_rows)
+            }
             Ok(Record::Payload(e, data)) => {
                 self.payloads.push(e, data);
                 let malformed = std::mem::take(&mut self.payloads.malformed);
@@ -98,11 +133,17 @@ impl Ingest {
                 return;
             }
         };
-        self.pending[table as usize] += 1;
-        self.truncated[table as usize] += truncated as u64;
+        self.pending[table as usize] += rows;
+        self.truncated[table as usize] += truncated;
         if full {
             self.flush_table(table);
         }
+    }
+
+    /// Adds rows the connects builder made outside `push` (given up after the wait).
+    fn count_connects(&mut self, (rows, truncated): (u64, u64)) {
+        self.pending[Table::Connects as usize] += rows;
+        self.truncated[Table::Connects as usize] += truncated;
     }
 
     /// Moves the rows the payload parsers finished into their tables.
@@ -137,13 +178,17 @@ impl Ingest {
     pub fn finish_payloads(&mut self) {
         self.payloads.finish();
         self.take_payload_rows();
+        let given_up = self.connects.finish_held(self.clock_offset_ns);
+        self.count_connects(given_up);
         self.flush();
     }
 
     fn decode_error(&self, err: &DecodeError) {
         let table = match err {
             DecodeError::NotEnoughBytes { kind: KIND_OPEN, .. } => Some(Table::Opens),
-            DecodeError::NotEnoughBytes { kind: KIND_CONNECT, .. } => Some(Table::Connects),
+            DecodeError::NotEnoughBytes { kind: KIND_CONNECT | KIND_CONNECT_DONE, .. } => Some(Table::Connects),
+            DecodeError::NotEnoughBytes { kind: KIND_ACCEPT, .. } => Some(Table::Accepts),
+            DecodeError::NotEnoughBytes { kind: KIND_EXIT, .. } => Some(Table::Exits),
             DecodeError::NotEnoughBytes { kind: KIND_EXEC, .. } => Some(Table::Execs),
             // A payload's table is known only once parsed: its errors count under http_requests.
             DecodeError::NotEnoughBytes { kind: KIND_PAYLOAD, .. } => Some(Table::HttpRequests),
@@ -164,6 +209,8 @@ impl Ingest {
             Table::HttpRequests => (!self.http.is_empty()).then(|| self.http.finish()),
             Table::DbQueries => (!self.db.is_empty()).then(|| self.db.finish()),
             Table::DnsQueries => (!self.dns.is_empty()).then(|| self.dns.finish()),
+            Table::Accepts => (!self.accepts.is_empty()).then(|| self.accepts.finish()),
+            Table::Exits => (!self.exits.is_empty()).then(|| self.exits.finish()),
         }
     }
 
@@ -205,8 +252,11 @@ impl Ingest {
         let interval = if live { self.live_flush_interval } else { self.flush_interval };
         let flushed = self.last_flush.elapsed() >= interval;
         if flushed {
-            self.payloads.expire(now_wall_ns.saturating_sub(self.clock_offset_ns));
+            let now_boot = now_wall_ns.saturating_sub(self.clock_offset_ns);
+            self.payloads.expire(now_boot);
             self.take_payload_rows();
+            let given_up = self.connects.expire(now_boot, self.clock_offset_ns);
+            self.count_connects(given_up);
             self.flush();
             self.history.expire(now_wall_ns);
         }
@@ -214,14 +264,17 @@ impl Ingest {
         // the builders can fall behind it.
         if live && flushed {
             // A payload row carries its request's time and is made when the
-            // response comes: those tables' watermarks wait for the oldest
-            // request still open.
-            let holds = self.payloads.oldest_pending().map(|t| t.map(|t| t.saturating_add(self.clock_offset_ns)));
+            // response comes, and a connect's row when its outcome comes:
+            // those tables' watermarks wait for the oldest one still open.
+            let off = self.clock_offset_ns;
+            let holds = self.payloads.oldest_pending().map(|t| t.map(|t| t.saturating_add(off)));
+            let connects = self.connects.oldest_held().map(|t| t.saturating_add(off));
             self.live.advance_held(now_wall_ns.min(self.drained_at), |table| match table {
                 Table::HttpRequests => holds[0],
                 Table::DbQueries => holds[1],
                 Table::DnsQueries => holds[2],
-                Table::Opens | Table::Connects | Table::Execs => None,
+                Table::Connects => connects,
+                Table::Opens | Table::Execs | Table::Accepts | Table::Exits => None,
             });
         }
         flushed

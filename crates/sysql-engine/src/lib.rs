@@ -6,6 +6,7 @@
 //! [`Engine`] hands out a DataFusion `SessionContext` whose tables read
 //! snapshots of that history, plus `sysql_stats`.
 
+pub mod containers;
 pub mod event;
 pub mod history;
 pub mod ingest;
@@ -68,6 +69,9 @@ pub struct EngineConfig {
     pub redact_argv: Arc<redact::ArgvRedaction>,
     /// What is kept of socket payloads (redaction).
     pub payload: payload::PayloadConfig,
+    /// Where cgroups are, for `containers` and every row's `container_id`
+    /// (none by default: the binary asks the host, tests give a tree).
+    pub containers: containers::ContainersConfig,
 }
 
 impl Default for EngineConfig {
@@ -84,6 +88,7 @@ impl Default for EngineConfig {
             queries_memory_bytes: 4 << 30,
             redact_argv: Arc::new(redact::ArgvRedaction::defaults()),
             payload: payload::PayloadConfig::default(),
+            containers: containers::ContainersConfig::default(),
         }
     }
 }
@@ -104,6 +109,7 @@ pub struct Engine {
     history: Arc<History>,
     live: Arc<LiveHub>,
     stats: Arc<Stats>,
+    containers: Arc<containers::Containers>,
     budget: Arc<query::memory::QueryBudget>,
     process_limit: Arc<query::memory::ProcessLimit>,
     sync: Arc<std::sync::OnceLock<SyncFn>>,
@@ -125,11 +131,13 @@ impl Engine {
         let budget = Arc::new(query::memory::QueryBudget::new(config.queries_memory_bytes));
         let process_limit =
             Arc::new(query::memory::ProcessLimit::new(config.memory_cap_bytes, config.queries_memory_bytes));
+        let containers = Arc::new(containers::Containers::new(config.containers.clone()));
         Engine {
             config: Arc::new(config),
             history,
             live,
             stats,
+            containers,
             budget,
             process_limit,
             sync: Arc::new(std::sync::OnceLock::new()),
@@ -195,7 +203,12 @@ impl Engine {
 
     /// The writer that feeds this engine. Use one at a time.
     pub fn ingest(&self) -> Ingest {
-        Ingest::new(self.history.clone(), self.live.clone(), self.stats.clone(), &self.config)
+        Ingest::new(self.history.clone(), self.live.clone(), self.stats.clone(), self.containers.clone(), &self.config)
+    }
+
+    /// The cgroups seen (the `containers` table).
+    pub fn containers(&self) -> &Arc<containers::Containers> {
+        &self.containers
     }
 
     pub fn stats(&self) -> &Arc<Stats> {
@@ -244,6 +257,7 @@ impl Engine {
         ctx.register_table("sysql_stats", Arc::new(stats))?;
         ctx.register_table("sysql_gaps", Arc::new(provider::GapsTable::new(self.store.clone())))?;
         ctx.register_table("sysql_columns", Arc::new(provider::columns_table()?))?;
+        ctx.register_table("containers", Arc::new(containers::ContainersTable::new(self.containers.clone())))?;
         let catalog = ctx.catalog("datafusion").expect("the default catalog exists");
         catalog.register_schema("live", Arc::new(MemorySchemaProvider::new()))?;
         for (table, schema) in event_tables() {

@@ -1,5 +1,5 @@
 //! Names for the numbers syscalls carry: errno, open flags, socket families,
-//! types and protocols (x86-64 / generic Linux values).
+//! types and protocols, signals (x86-64 / generic Linux values).
 
 use std::fmt::Write;
 
@@ -261,6 +261,49 @@ pub fn ip_protocol_name(protocol: u16) -> Option<&'static str> {
     })
 }
 
+/// Signal names (`SIGKILL`); real-time signals as `SIGRTMIN+n`.
+pub fn signal_name(signal: u32) -> Option<std::borrow::Cow<'static, str>> {
+    const NAMES: [&str; 32] = [
+        "",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    match signal {
+        1..=31 => Some(NAMES[signal as usize].into()),
+        32..=64 => Some(format!("SIGRTMIN+{}", signal - 32).into()),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,6 +322,16 @@ mod tests {
         assert_eq!(flags(0o2 | 0o4010000), "O_RDWR|O_SYNC");
         assert_eq!(flags(0o20200000 | 2), "O_RDWR|O_TMPFILE");
         assert_eq!(flags(1 << 40), "O_RDONLY|0x10000000000");
+    }
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(signal_name(9).as_deref(), Some("SIGKILL"));
+        assert_eq!(signal_name(15).as_deref(), Some("SIGTERM"));
+        assert_eq!(signal_name(31).as_deref(), Some("SIGSYS"));
+        assert_eq!(signal_name(34).as_deref(), Some("SIGRTMIN+2"));
+        assert_eq!(signal_name(0), None);
+        assert_eq!(signal_name(65), None);
     }
 
     #[test]

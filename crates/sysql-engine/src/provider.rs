@@ -172,7 +172,7 @@ fn split_even(batches: Vec<RecordBatch>, n: usize) -> Vec<Vec<RecordBatch>> {
 crate::columns! {
     /// The columns of `sysql_stats`.
     pub struct StatsColumns {
-        table_name: Utf8, not null, "`opens`, `connects`, `execs`, `http_requests`, `db_queries`, `dns_queries`";
+        table_name: Utf8, not null, "`opens`, `connects`, `execs`, `http_requests`, `db_queries`, `dns_queries`, `accepts`, `exits`";
         captured: UInt64, not null, "events decoded into the table";
         lost_kernel: UInt64, not null, "events the kernel programs could not put in the ring buffer (it was full)";
         lost_user: UInt64, not null, "rows a live query did not get because it fell behind (its queue of 1024 batches was full); history still has them";
@@ -290,7 +290,7 @@ impl StatsTable {
 crate::columns! {
     /// The columns of `sysql_columns`.
     pub struct ColumnsColumns {
-        table_name: Utf8, not null, "the table: `opens`, `live.opens`, `sysql_stats`, ...";
+        table_name: Utf8, not null, "the table: `opens`, `live.opens`, `sysql_stats`, `containers`, ...";
         column_name: Utf8, not null, "the column";
         data_type: Utf8, not null, "its Arrow type";
         nullable: Boolean, not null, "whether it may be `NULL`";
@@ -322,6 +322,9 @@ pub fn columns_table() -> Result<datafusion::datasource::MemTable> {
     }
     for col in StatsColumns::COLUMNS {
         add("sysql_stats", col);
+    }
+    for col in crate::containers::ContainersColumns::COLUMNS {
+        add("containers", col);
     }
     for col in GapsColumns::COLUMNS {
         add("sysql_gaps", col);

@@ -4,6 +4,7 @@
 //! line each table's definition gives.
 
 use std::path::Path;
+use sysql_engine::containers::ContainersColumns;
 use sysql_engine::event::columns::ColumnDef;
 use sysql_engine::event::{table_def, CommonColumns};
 use sysql_engine::provider::{ColumnsColumns, GapsColumns, StatsColumns};
@@ -86,6 +87,7 @@ fn every_page_matches_its_column_list() {
     for (name, columns) in [
         ("sysql_stats", StatsColumns::COLUMNS),
         ("sysql_columns", ColumnsColumns::COLUMNS),
+        ("containers", ContainersColumns::COLUMNS),
         ("sysql_gaps", GapsColumns::COLUMNS),
     ] {
         assert!(rows.iter().any(|r| r[0] == format!("`{name}`")), "docs/tables.md does not list {name}");

@@ -8,7 +8,8 @@ use datafusion::arrow::array::TimestampNanosecondArray;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use futures::StreamExt;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use sysql_engine::query::{Policy, QuerySession};
 use sysql_engine::{Engine, EngineConfig};
 use sysql_events::*;
@@ -20,12 +21,52 @@ fn boot() -> i64 {
     (now / 1_000_000_000 - 100) * 1_000_000_000
 }
 
-fn synthetic_engine(boot: i64) -> Engine {
-    let engine = Engine::new(EngineConfig { clock_offset_ns: boot, ..EngineConfig::default() });
+/// A docker container's id and a Kubernetes pod's container's, in the
+/// synthetic cgroup tree.
+const DOCKER_ID: &str = "d0c4e5c0ffee0123456789abcdef0123456789abcdef0123456789abcdef0001";
+const POD_ID: &str = "c0a7a1e5c0ffee0123456789abcdef0123456789abcdef0123456789abcd0002";
+
+/// A cgroup tree in a temporary directory (the host's root, a docker
+/// container, a pod's container), removed when dropped; the cgroup ids are
+/// its directories' inode numbers.
+struct Cgroups {
+    root: PathBuf,
+    host: u64,
+    docker: u64,
+    pod: u64,
+}
+
+impl Cgroups {
+    fn new() -> Cgroups {
+        let root = std::env::temp_dir().join(format!("sysql-examples-cgroups-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let docker = root.join(format!("system.slice/docker-{DOCKER_ID}.scope"));
+        let pod = root.join(format!(
+            "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod4bd0ac6c_4fd3_4b8a_9b5c_0a1f2e3d4c5b.slice/cri-containerd-{POD_ID}.scope"
+        ));
+        std::fs::create_dir_all(&docker).unwrap();
+        std::fs::create_dir_all(&pod).unwrap();
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        Cgroups { host: ino(&root), docker: ino(&docker), pod: ino(&pod), root }
+    }
+}
+
+impl Drop for Cgroups {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn synthetic_engine(boot: i64, cgroups: &Cgroups) -> Engine {
+    let containers =
+        sysql_engine::containers::ContainersConfig { cgroup_root: Some(cgroups.root.clone()), proc_root: None };
+    let engine = Engine::new(EngineConfig { clock_offset_ns: boot, containers, ..EngineConfig::default() });
     let mut ingest = engine.ingest();
+    let host = cgroups.host;
     let header = |kind, i: u64, comm: &str, ret: i64| {
         let mut h: Header = zeroed();
         h.kind = kind;
+        h.cgroup_id = host;
         h.ts_boot_ns = (i + 1) * 1_000_000_000;
         h.pid = 100 + i as u32;
         h.tid = h.pid;
@@ -99,6 +140,65 @@ fn synthetic_engine(boot: i64) -> Engine {
     };
     payload(4, "curl", PROTO_DNS, SYS_SENDTO, &dns(0x0100, 0));
     payload(5, "curl", PROTO_DNS, SYS_RECVFROM, &dns(0x8180, 1));
+    // Connects from containers with their outcomes: a docker app reaching
+    // PostgreSQL (non-blocking: one connected, one refused; outcome records
+    // after their connects), a pod's worker (blocking, connected).
+    let tcp = |i: u64, comm: &str, cgroup: u64, ret: i64, sock: u64, daddr: [u8; 4], dport: u16| {
+        let mut e: ConnectEvent = zeroed();
+        e.h = header(KIND_CONNECT, i, comm, ret);
+        e.h.cgroup_id = cgroup;
+        e.sk_family = 2;
+        e.sk_type = 1;
+        e.sk_protocol = 6;
+        e.sock_id = sock;
+        e.sport = 40000 + i as u16;
+        e.saddr[..4].copy_from_slice(&[172, 17, 0, 2]);
+        e.addrlen = 16;
+        e.addr[..4].copy_from_slice(&[2, 0, (dport >> 8) as u8, dport as u8]);
+        e.addr[4..8].copy_from_slice(&daddr);
+        e
+    };
+    let outcome = |c: &ConnectEvent, ret: i64| {
+        let mut d: ConnectDoneEvent = zeroed();
+        d.h.kind = KIND_CONNECT_DONE;
+        d.h.ts_boot_ns = c.h.ts_boot_ns;
+        d.h.latency_ns = 2_000_000;
+        d.h.ret = ret;
+        d.h.pid = c.h.pid;
+        d.sock_id = c.sock_id;
+        d.sport = c.sport;
+        d.saddr = c.saddr;
+        d
+    };
+    let ok = tcp(40, "app", cgroups.docker, -115, 1, [10, 0, 0, 5], 5432);
+    let refused = tcp(41, "app", cgroups.docker, -115, 2, [10, 0, 0, 5], 5432);
+    ingest.push(as_bytes(&ok));
+    ingest.push(as_bytes(&refused));
+    ingest.push(as_bytes(&outcome(&ok, 0)));
+    ingest.push(as_bytes(&outcome(&refused, -111)));
+    ingest.push(as_bytes(&tcp(42, "worker", cgroups.pod, 0, 3, [10, 0, 0, 6], 443)));
+    // PostgreSQL accepting the app's connection
+    let mut a: AcceptEvent = zeroed();
+    a.h = header(KIND_ACCEPT, 45, "postgres", 7);
+    a.h.syscall = SYS_ACCEPT4;
+    a.fd = 5;
+    (a.sk_family, a.sk_type, a.sk_protocol) = (2, 1, 6);
+    a.laddr[..4].copy_from_slice(&[10, 0, 0, 5]);
+    a.lport = 5432;
+    a.raddr[..4].copy_from_slice(&[172, 17, 0, 2]);
+    a.rport = 40040;
+    ingest.push(as_bytes(&a));
+    // Exits: a crash with a core dump in the container, a kill, a clean exit.
+    for (i, comm, code, cgroup) in
+        [(50, "crashy", 11 | 0x80, cgroups.docker), (51, "sleep", 9, host), (52, "true", 0, host)]
+    {
+        let mut e: ExitEvent = zeroed();
+        e.h = header(KIND_EXIT, i, comm, 0);
+        e.h.cgroup_id = cgroup;
+        e.start_boot_ns = e.h.ts_boot_ns - 2_000_000_000;
+        e.exit_code = code;
+        ingest.push(as_bytes(&e));
+    }
     ingest.flush();
     engine
 }
@@ -164,7 +264,8 @@ fn every_saved_query_plans_runs_and_answers() {
     files.sort();
     assert!(files.len() >= 3, "sql-examples/ is nearly empty");
     let boot = boot();
-    let engine = synthetic_engine(boot);
+    let cgroups = Cgroups::new();
+    let engine = synthetic_engine(boot, &cgroups);
     let expected = expected();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let mut failures = Vec::new();

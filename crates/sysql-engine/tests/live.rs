@@ -779,7 +779,7 @@ async fn window_lost_counts_the_events_lost_while_the_window_was_open() {
     engine.live().advance(b + S + late);
     assert_eq!(next_row(&mut stream, b).await, (0, 1, 0));
     // 7 opens lost in the kernel while the second window is open
-    engine.stats().set_kernel_lost([7, 0, 0, 0, 0, 0]);
+    engine.stats().set_kernel_lost([7, 0, 0, 0, 0, 0, 0, 0]);
     engine.live().advance(b + 2 * S + late);
     assert_eq!(next_row(&mut stream, b).await, (1, 1, 7));
     engine.live().advance(b + 4 * S + late);

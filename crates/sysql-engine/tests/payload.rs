@@ -487,3 +487,67 @@ fn dns_questions_paired_by_id() {
         ]
     );
 }
+
+#[test]
+fn mysql_prepared_statements_as_a_server_reads_them() {
+    let e = engine(false);
+    let mut ing = e.ingest();
+    let c = Conn { pid: 41, sock: 0xf, comm: "mariadbd", lport: 3306, rport: 52000, proto: PROTO_MYSQL };
+    // MariaDB reads each packet's 4-byte header, then its payload
+    let at = std::cell::Cell::new(0);
+    let recv = |ing: &mut Ingest, packet: &[u8]| {
+        at.set(at.get() + 1);
+        push(ing, record(&c, at.get(), SYS_RECVFROM, &packet[..4], 4));
+        push(ing, record(&c, at.get(), SYS_RECVFROM, &packet[4..], packet.len() - 4));
+    };
+    let send = |ing: &mut Ingest, at: i64, packet: &[u8]| push(ing, record(&c, at, SYS_SENDTO, packet, packet.len()));
+    // the greeting says which side this is
+    send(&mut ing, 0, &mysql_packet(0, b"\x0a10.11.19-MariaDB\0\x01\0\0\0"));
+    let mut prepare = vec![0x16];
+    prepare.extend_from_slice(b"SELECT name FROM users WHERE id = ?");
+    recv(&mut ing, &mysql_packet(0, &prepare));
+    // COM_STMT_PREPARE_OK: statement 7, one column, one parameter; then definitions
+    let mut reply = mysql_packet(1, &[0x00, 7, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0]);
+    reply.extend(mysql_packet(2, b"\x03def"));
+    send(&mut ing, 3, &reply);
+    for id in [7u32, u32::MAX] {
+        let mut execute = vec![0x17];
+        execute.extend_from_slice(&id.to_le_bytes());
+        execute.extend_from_slice(&[0, 1, 0, 0, 0, 0, 1, 3, 0, 1, 0, 0, 0]);
+        recv(&mut ing, &mysql_packet(0, &execute));
+        let mut rows = mysql_packet(1, &[1]);
+        rows.extend(mysql_packet(2, b"\x03def"));
+        send(&mut ing, at.get() + 1, &rows);
+    }
+    // close (no response), then a statement that fails to prepare
+    let mut close = vec![0x19];
+    close.extend_from_slice(&7u32.to_le_bytes());
+    recv(&mut ing, &mysql_packet(0, &close));
+    let mut bad = vec![0x16];
+    bad.extend_from_slice(b"SELECT nope FROM users");
+    recv(&mut ing, &mysql_packet(0, &bad));
+    let mut err = vec![0xff, 0x16, 0x04, b'#'];
+    err.extend_from_slice(b"42S22Unknown column 'nope' in 'field list'");
+    send(&mut ing, at.get() + 1, &mysql_packet(1, &err));
+    // a ping: a response, no row
+    recv(&mut ing, &mysql_packet(0, &[0x0e]));
+    send(&mut ing, at.get() + 1, &mysql_packet(1, &[0, 0, 0, 2, 0, 0, 0]));
+    ing.finish_payloads();
+    let ctx = e.session().unwrap();
+    assert_eq!(
+        rows(&ctx, "SELECT role, query, outcome, error, tag, client_port, truncated FROM db_queries ORDER BY ts"),
+        vec![
+            r(&["server", "SELECT name FROM users WHERE id = ?", "ok", "NULL", "RESULTSET", "52000", "false"]),
+            r(&["server", "SELECT name FROM users WHERE id = ?", "ok", "NULL", "RESULTSET", "52000", "false"]),
+            r(&[
+                "server",
+                "SELECT nope FROM users",
+                "error",
+                "Unknown column 'nope' in 'field list'",
+                "NULL",
+                "52000",
+                "false"
+            ]),
+        ]
+    );
+}

@@ -175,10 +175,12 @@ fn garbled_records_are_counted_not_fatal() {
         rows(&ctx, "SELECT table_name, captured, decode_errors, truncated FROM sysql_stats ORDER BY table_name"),
         vec![
             r(&["(unknown)", "0", "2", "0"]),
+            r(&["accepts", "0", "0", "0"]),
             r(&["connects", "0", "0", "0"]),
             r(&["db_queries", "0", "0", "0"]),
             r(&["dns_queries", "0", "0", "0"]),
             r(&["execs", "0", "0", "0"]),
+            r(&["exits", "0", "0", "0"]),
             r(&["http_requests", "0", "0", "0"]),
             r(&["opens", "2", "1", "1"]),
         ]

@@ -242,3 +242,201 @@ async fn one_hour_in_memory_and_on_disk() {
         }
     }
 }
+
+/// Every row of `sql` as ` | `-joined text (NULL as `NULL`).
+async fn text_rows(engine: &Engine, sql: &str) -> Vec<String> {
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let session = QuerySession::new(engine, Policy::default()).unwrap();
+    let mut stream = session.run(sql).await.unwrap();
+    let opts = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    while let Some(b) = stream.next().await {
+        let b = b.unwrap();
+        let f: Vec<_> = b.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap()).collect();
+        for r in 0..b.num_rows() {
+            out.push(f.iter().map(|f| f.value(r).to_string()).collect::<Vec<_>>().join(" | "));
+        }
+    }
+    out
+}
+
+/// A non-blocking TCP connect from a docker container's cgroup at `ts`
+/// (boot clock = UTC), on socket `sock`.
+fn tcp_connect(ts: i64, sock: u64, cgroup: u64) -> ConnectEvent {
+    let mut e: ConnectEvent = zeroed();
+    e.h.kind = KIND_CONNECT;
+    e.h.ts_boot_ns = ts as u64;
+    e.h.latency_ns = 20_000;
+    e.h.ret = -115;
+    e.h.pid = 42;
+    e.h.tid = 42;
+    e.h.cgroup_id = cgroup;
+    e.h.comm[..3].copy_from_slice(b"app");
+    e.fd = 5;
+    e.sock_id = sock;
+    (e.sk_family, e.sk_type, e.sk_protocol) = (2, 1, 6);
+    e.sport = 40000 + sock as u16;
+    e.saddr[..4].copy_from_slice(&[172, 17, 0, 2]);
+    e.netns = 4026531840;
+    e.addrlen = 16;
+    e.addr[..8].copy_from_slice(&[2, 0, 0x15, 0x38, 10, 0, 0, 5]);
+    e
+}
+
+fn connect_done(c: &ConnectEvent, ret: i64) -> ConnectDoneEvent {
+    let mut d: ConnectDoneEvent = zeroed();
+    d.h.kind = KIND_CONNECT_DONE;
+    d.h.ts_boot_ns = c.h.ts_boot_ns;
+    d.h.latency_ns = 2_000_000;
+    d.h.ret = ret;
+    d.h.pid = c.h.pid;
+    d.h.tid = c.h.tid;
+    d.sock_id = c.sock_id;
+    d.sport = c.sport;
+    d.saddr = c.saddr;
+    d
+}
+
+/// Every table, the ones made late (a connect's row comes with its
+/// outcome, after later rows) and every row's container_id included, reads
+/// the same from memory, from the agent's files after a restart, and from
+/// the directory as a recording.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_table_reads_back_the_same_from_disk() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = Dir::new("tables");
+    let cgroups = std::env::temp_dir().join(format!("sysql-store-cgroups-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cgroups);
+    let docker = cgroups.join(format!("system.slice/docker-{}.scope", "ab".repeat(32)));
+    std::fs::create_dir_all(&docker).unwrap();
+    let cgroup = std::fs::metadata(&docker).unwrap().ino();
+    let containers = sysql_engine::containers::ContainersConfig { cgroup_root: Some(cgroups.clone()), proc_root: None };
+    let config = EngineConfig { containers, ..EngineConfig::default() };
+    let e = engine(&dir, config, StoreConfig::new(&dir.0));
+    let t0 = (now_ns() / S - 100) * S;
+    let mut ingest = e.ingest();
+    let mut o = open(t0, 7, "/etc/hosts");
+    o.h.cgroup_id = cgroup;
+    ingest.push(as_bytes(&o));
+    // held until its outcome, which comes after the next connect's row
+    let late = tcp_connect(t0 + S, 1, cgroup);
+    ingest.push(as_bytes(&late));
+    let refused = tcp_connect(t0 + 2 * S, 2, cgroup);
+    ingest.push(as_bytes(&connect_done(&refused, -111)));
+    ingest.push(as_bytes(&refused));
+    ingest.flush();
+    ingest.push(as_bytes(&connect_done(&late, 0)));
+    let mut a: AcceptEvent = zeroed();
+    a.h.kind = KIND_ACCEPT;
+    a.h.ts_boot_ns = (t0 + 3 * S) as u64;
+    a.h.ret = 7;
+    a.h.pid = 43;
+    a.h.cgroup_id = cgroup;
+    a.h.syscall = SYS_ACCEPT4;
+    a.fd = 5;
+    (a.sk_family, a.sk_type, a.sk_protocol) = (2, 1, 6);
+    a.laddr[..4].copy_from_slice(&[10, 0, 0, 5]);
+    a.lport = 5432;
+    a.raddr[..4].copy_from_slice(&[172, 17, 0, 2]);
+    a.rport = 40001;
+    a.netns = 4026531840;
+    ingest.push(as_bytes(&a));
+    let mut x: ExitEvent = zeroed();
+    x.h.kind = KIND_EXIT;
+    x.h.ts_boot_ns = (t0 + 4 * S) as u64;
+    x.h.pid = 44;
+    x.h.cgroup_id = cgroup;
+    x.start_boot_ns = x.h.ts_boot_ns - 2 * S as u64;
+    x.exit_code = 11 | 0x80;
+    ingest.push(as_bytes(&x));
+    ingest.flush();
+    drop(ingest);
+
+    let all = |t: Table| format!("SELECT * FROM {} ORDER BY ts", t.name());
+    let mut in_memory = Vec::new();
+    for t in Table::ALL {
+        in_memory.push(text_rows(&e, &all(t)).await);
+    }
+    assert_eq!(
+        text_rows(&e, "SELECT outcome, container_id IS NOT NULL FROM connects ORDER BY ts").await,
+        vec!["connected | true", "ECONNREFUSED | true"]
+    );
+    for t in [Table::Opens, Table::Connects, Table::Accepts, Table::Exits] {
+        let n = if t == Table::Connects { 2 } else { 1 };
+        assert_eq!(in_memory[t as usize].len(), n, "{}: {:?}", t.name(), in_memory[t as usize]);
+    }
+    let store = e.store().unwrap().clone();
+    store.flush(e.history(), e.stats(), now_ns());
+    for t in [Table::Connects, Table::Accepts, Table::Exits] {
+        assert!(store.usage(t).0 > 0, "{} was written", t.name());
+        assert!(dir.0.join(t.name()).is_dir());
+    }
+    drop((e, store));
+
+    // a restart of the agent: nothing in memory, everything on disk
+    let e = engine(&dir, EngineConfig::default(), StoreConfig::new(&dir.0));
+    for t in Table::ALL {
+        assert_eq!(text_rows(&e, &all(t)).await, in_memory[t as usize], "{} after a restart", t.name());
+    }
+    drop(e);
+    // a recording: the same rows
+    let recording = Engine::recording(EngineConfig::default(), Store::open_read_only(&dir.0).unwrap(), None);
+    for t in Table::ALL {
+        assert_eq!(text_rows(&recording, &all(t)).await, in_memory[t as usize], "{} as a recording", t.name());
+    }
+    let _ = std::fs::remove_dir_all(&cgroups);
+}
+
+/// Files written before a table had some of its columns (`container_id`,
+/// the connect outcome's columns, `netns`): those columns read as NULL, and
+/// the rest as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_of_an_older_sysql_read_newer_columns_as_null() {
+    use datafusion::arrow::datatypes::Schema;
+    let dir = Dir::new("older");
+    let memory = Engine::new(EngineConfig::default());
+    let t0 = (now_ns() / S - 100) * S;
+    let mut ingest = memory.ingest();
+    let c = tcp_connect(t0, 1, 0);
+    ingest.push(as_bytes(&c));
+    ingest.push(as_bytes(&connect_done(&c, 0)));
+    ingest.flush();
+    drop(ingest);
+    let batch = memory.history().snapshot(Table::Connects, None, None).remove(0);
+    // the columns of connects before the outcome, netns and container_id
+    let newer = ["container_id", "outcome", "outcome_ns", "saddr", "sport", "netns"];
+    let keep: Vec<usize> =
+        (0..batch.num_columns()).filter(|&i| !newer.contains(&batch.schema().field(i).name().as_str())).collect();
+    let old = batch.project(&keep).unwrap();
+    assert_eq!(old.num_columns(), batch.num_columns() - newer.len());
+    let hour = dir.0.join("connects/date=2026-01-01/hour=00");
+    std::fs::create_dir_all(&hour).unwrap();
+    let file = std::fs::File::create(hour.join(format!("{t0}-{t0}-0-0.parquet"))).unwrap();
+    let schema: Arc<Schema> = old.schema();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+    writer.write(&old).unwrap();
+    writer.close().unwrap();
+
+    let sql =
+        "SELECT dport, ret, errno, count(*) OVER () AS n, container_id, outcome, outcome_ns, saddr, sport, netns \
+               FROM connects";
+    let want = vec!["5432 | -115 | EINPROGRESS | 1 | NULL | NULL | NULL | NULL | NULL | NULL"];
+    let recording = Engine::recording(EngineConfig::default(), Store::open_read_only(&dir.0).unwrap(), None);
+    assert_eq!(text_rows(&recording, sql).await, want, "as a recording");
+    drop(recording);
+    // an agent started over the directory, writing new rows next to it
+    let e = engine(&dir, EngineConfig::default(), StoreConfig::new(&dir.0));
+    let mut ingest = e.ingest();
+    let c = tcp_connect(t0 + S, 2, 0);
+    ingest.push(as_bytes(&c));
+    ingest.push(as_bytes(&connect_done(&c, -111)));
+    ingest.flush();
+    drop(ingest);
+    let sql = "SELECT dport, netns, outcome FROM connects ORDER BY ts";
+    let want = vec!["5432 | NULL | NULL", "5432 | 4026531840 | ECONNREFUSED"];
+    assert_eq!(text_rows(&e, sql).await, want, "the old file and memory");
+    e.store().unwrap().flush(e.history(), e.stats(), now_ns());
+    drop(e);
+    let e = engine(&dir, EngineConfig::default(), StoreConfig::new(&dir.0));
+    assert_eq!(text_rows(&e, sql).await, want, "both files after a restart");
+}

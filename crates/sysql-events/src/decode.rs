@@ -6,8 +6,8 @@
 //! misaligned input is an error value, never a panic.
 
 use crate::{
-    ConnectEvent, ExecEvent, Header, OpenEvent, PayloadEvent, KIND_CONNECT, KIND_EXEC, KIND_OPEN, KIND_PAYLOAD,
-    SNAP_MAX,
+    AcceptEvent, ConnectDoneEvent, ConnectEvent, ExecEvent, ExitEvent, Header, OpenEvent, PayloadEvent, KIND_ACCEPT,
+    KIND_CONNECT, KIND_CONNECT_DONE, KIND_EXEC, KIND_EXIT, KIND_OPEN, KIND_PAYLOAD, SNAP_MAX,
 };
 use std::fmt;
 use std::mem::{align_of, size_of};
@@ -25,6 +25,9 @@ unsafe impl Pod for OpenEvent {}
 unsafe impl Pod for ConnectEvent {}
 unsafe impl Pod for ExecEvent {}
 unsafe impl Pod for PayloadEvent {}
+unsafe impl Pod for ConnectDoneEvent {}
+unsafe impl Pod for AcceptEvent {}
+unsafe impl Pod for ExitEvent {}
 
 /// One decoded record, borrowed from the ring buffer.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +37,10 @@ pub enum Record<'a> {
     Exec(&'a ExecEvent),
     /// The fixed part and the payload bytes that follow it.
     Payload(&'a PayloadEvent, &'a [u8]),
+    /// The outcome of a TCP connect, for the connect's row.
+    ConnectDone(&'a ConnectDoneEvent),
+    Accept(&'a AcceptEvent),
+    Exit(&'a ExitEvent),
 }
 
 /// Why a record could not be decoded.
@@ -83,6 +90,9 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
         KIND_OPEN => view(bytes, kind).map(Record::Open),
         KIND_CONNECT => view(bytes, kind).map(Record::Connect),
         KIND_EXEC => view(bytes, kind).map(Record::Exec),
+        KIND_CONNECT_DONE => view(bytes, kind).map(Record::ConnectDone),
+        KIND_ACCEPT => view(bytes, kind).map(Record::Accept),
+        KIND_EXIT => view(bytes, kind).map(Record::Exit),
         KIND_PAYLOAD => {
             let e: &PayloadEvent = view(bytes, kind)?;
             let rest = &bytes[size_of::<PayloadEvent>()..];

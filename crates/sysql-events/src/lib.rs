@@ -30,12 +30,23 @@ pub enum Table {
     DbQueries = 4,
     /// DNS queries and answers, from socket payloads.
     DnsQueries = 5,
+    Accepts = 6,
+    /// Process exits.
+    Exits = 7,
 }
 
 impl Table {
     /// Every table fed by the kernel, in loss-counter order.
-    pub const ALL: [Table; TABLE_COUNT] =
-        [Table::Opens, Table::Connects, Table::Execs, Table::HttpRequests, Table::DbQueries, Table::DnsQueries];
+    pub const ALL: [Table; TABLE_COUNT] = [
+        Table::Opens,
+        Table::Connects,
+        Table::Execs,
+        Table::HttpRequests,
+        Table::DbQueries,
+        Table::DnsQueries,
+        Table::Accepts,
+        Table::Exits,
+    ];
 
     /// The SQL name of the table.
     pub fn name(self) -> &'static str {
@@ -46,6 +57,8 @@ impl Table {
             Table::HttpRequests => "http_requests",
             Table::DbQueries => "db_queries",
             Table::DnsQueries => "dns_queries",
+            Table::Accepts => "accepts",
+            Table::Exits => "exits",
         }
     }
 }
@@ -57,7 +70,7 @@ pub const ARG_LEN: usize = 256;
 pub const ARGV_LEN: usize = 2048;
 pub const MAX_ARGS: usize = 32;
 pub const SOCKADDR_LEN: usize = 112;
-pub const TABLE_COUNT: usize = 6;
+pub const TABLE_COUNT: usize = 8;
 /// The most payload bytes one record carries.
 pub const SNAP_MAX: usize = 4096;
 
@@ -65,6 +78,10 @@ pub const KIND_OPEN: u32 = 1;
 pub const KIND_CONNECT: u32 = 2;
 pub const KIND_EXEC: u32 = 3;
 pub const KIND_PAYLOAD: u32 = 4;
+/// The outcome of a TCP connect (it left SYN_SENT).
+pub const KIND_CONNECT_DONE: u32 = 5;
+pub const KIND_ACCEPT: u32 = 6;
+pub const KIND_EXIT: u32 = 7;
 
 pub const SYS_OPEN: u32 = 0;
 pub const SYS_OPENAT: u32 = 1;
@@ -73,6 +90,9 @@ pub const SYS_CREAT: u32 = 3;
 pub const SYS_CONNECT: u32 = 0;
 pub const SYS_EXECVE: u32 = 0;
 pub const SYS_EXECVEAT: u32 = 1;
+pub const SYS_ACCEPT: u32 = 0;
+pub const SYS_ACCEPT4: u32 = 1;
+pub const SYS_EXIT: u32 = 0;
 /// Payload syscalls: odd numbers send, even ones receive.
 pub const SYS_READ: u32 = 0;
 pub const SYS_WRITE: u32 = 1;
@@ -141,8 +161,60 @@ pub struct ConnectEvent {
     pub sk_family: u16,
     pub sk_type: u16,
     pub sk_protocol: u16,
-    pub _pad: u16,
+    /// The socket's local port at exit, host order (0 if none).
+    pub sport: u16,
+    /// The kernel socket: pairs a [`ConnectDoneEvent`] with its connect.
+    pub sock_id: u64,
+    /// Network namespace (inode number) of the socket, or of the task.
+    pub netns: u32,
+    pub _pad: u32,
+    /// The socket's local address at exit (IPv4 in the first 4 bytes).
+    pub saddr: [u8; 16],
     pub addr: [u8; SOCKADDR_LEN],
+}
+
+/// The outcome of a TCP connect (`struct sysql_connect_done_event`): the
+/// header's `ts_boot_ns`, `pid` and `tid` are the connect's, `latency_ns`
+/// runs to the outcome, `ret` is 0 (established) or -errno.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct ConnectDoneEvent {
+    pub h: Header,
+    pub sock_id: u64,
+    pub sport: u16,
+    pub _pad0: u16,
+    pub _pad1: u32,
+    pub saddr: [u8; 16],
+}
+
+/// accept, accept4 (`struct sysql_accept_event`).
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct AcceptEvent {
+    pub h: Header,
+    pub fd: i32,
+    pub flags: u32,
+    pub sk_family: u16,
+    pub sk_type: u16,
+    pub sk_protocol: u16,
+    pub lport: u16,
+    pub rport: u16,
+    pub _pad0: u16,
+    pub netns: u32,
+    pub laddr: [u8; 16],
+    pub raddr: [u8; 16],
+}
+
+/// A process's end (`struct sysql_exit_event`).
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct ExitEvent {
+    pub h: Header,
+    /// When the process started (boot clock).
+    pub start_boot_ns: u64,
+    /// The wait status: exit status << 8, or the signal (| 0x80 with a core dump).
+    pub exit_code: u32,
+    pub _pad: u32,
 }
 
 /// execve, execveat (`struct sysql_exec_event`).
@@ -279,7 +351,32 @@ mod layout_check {
     same!(offset_of!(ConnectEvent, sk_family), CONNECT_SK_FAMILY);
     same!(offset_of!(ConnectEvent, sk_type), CONNECT_SK_TYPE);
     same!(offset_of!(ConnectEvent, sk_protocol), CONNECT_SK_PROTOCOL);
+    same!(offset_of!(ConnectEvent, sport), CONNECT_SPORT);
+    same!(offset_of!(ConnectEvent, sock_id), CONNECT_SOCK_ID);
+    same!(offset_of!(ConnectEvent, netns), CONNECT_NETNS);
+    same!(offset_of!(ConnectEvent, saddr), CONNECT_SADDR);
     same!(offset_of!(ConnectEvent, addr), CONNECT_ADDR);
+
+    same!(size_of::<ConnectDoneEvent>(), CONNECT_DONE_SIZE);
+    same!(offset_of!(ConnectDoneEvent, sock_id), CONNECT_DONE_SOCK_ID);
+    same!(offset_of!(ConnectDoneEvent, sport), CONNECT_DONE_SPORT);
+    same!(offset_of!(ConnectDoneEvent, saddr), CONNECT_DONE_SADDR);
+
+    same!(size_of::<AcceptEvent>(), ACCEPT_SIZE);
+    same!(offset_of!(AcceptEvent, fd), ACCEPT_FD);
+    same!(offset_of!(AcceptEvent, flags), ACCEPT_FLAGS);
+    same!(offset_of!(AcceptEvent, sk_family), ACCEPT_SK_FAMILY);
+    same!(offset_of!(AcceptEvent, sk_type), ACCEPT_SK_TYPE);
+    same!(offset_of!(AcceptEvent, sk_protocol), ACCEPT_SK_PROTOCOL);
+    same!(offset_of!(AcceptEvent, lport), ACCEPT_LPORT);
+    same!(offset_of!(AcceptEvent, rport), ACCEPT_RPORT);
+    same!(offset_of!(AcceptEvent, netns), ACCEPT_NETNS);
+    same!(offset_of!(AcceptEvent, laddr), ACCEPT_LADDR);
+    same!(offset_of!(AcceptEvent, raddr), ACCEPT_RADDR);
+
+    same!(size_of::<ExitEvent>(), EXIT_SIZE);
+    same!(offset_of!(ExitEvent, start_boot_ns), EXIT_START);
+    same!(offset_of!(ExitEvent, exit_code), EXIT_CODE);
 
     same!(size_of::<ExecEvent>(), EXEC_SIZE);
     same!(offset_of!(ExecEvent, filename_len), EXEC_FILENAME_LEN);
@@ -312,6 +409,14 @@ mod layout_check {
     same!(KIND_OPEN as u64, C_SYSQL_KIND_OPEN);
     same!(KIND_CONNECT as u64, C_SYSQL_KIND_CONNECT);
     same!(KIND_EXEC as u64, C_SYSQL_KIND_EXEC);
+    same!(KIND_CONNECT_DONE as u64, C_SYSQL_KIND_CONNECT_DONE);
+    same!(KIND_ACCEPT as u64, C_SYSQL_KIND_ACCEPT);
+    same!(KIND_EXIT as u64, C_SYSQL_KIND_EXIT);
+    same!(Table::Accepts as u64, C_SYSQL_TABLE_ACCEPTS);
+    same!(Table::Exits as u64, C_SYSQL_TABLE_EXITS);
+    same!(SYS_ACCEPT as u64, C_SYSQL_SYS_ACCEPT);
+    same!(SYS_ACCEPT4 as u64, C_SYSQL_SYS_ACCEPT4);
+    same!(SYS_EXIT as u64, C_SYSQL_SYS_EXIT);
     same!(Table::Opens as u64, C_SYSQL_TABLE_OPENS);
     same!(Table::Connects as u64, C_SYSQL_TABLE_CONNECTS);
     same!(Table::Execs as u64, C_SYSQL_TABLE_EXECS);

@@ -133,6 +133,15 @@ fn exercise(record: &Record<'_>) -> Option<u32> {
             let _ = e.is_send();
             Some(e.h.kind)
         }
+        Record::ConnectDone(e) => Some(e.h.kind),
+        Record::Accept(e) => {
+            assert!(e.h.comm().len() <= COMM_LEN);
+            Some(e.h.kind)
+        }
+        Record::Exit(e) => {
+            assert!(e.h.comm().len() <= COMM_LEN);
+            Some(e.h.kind)
+        }
     }
 }
 

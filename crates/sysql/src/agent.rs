@@ -263,7 +263,9 @@ async fn serve(
         }
     }
     // Stop answering, stop the saved queries, then read what the ring
-    // holds so the last flush writes it.
+    // holds, and make the rows still waiting for a later record (a
+    // connect's outcome, a request's response), so the last flush writes
+    // them.
     let _ = stop_tx.send(());
     let _ = pg_stop.send(true);
     let _ = server.await;
@@ -271,7 +273,7 @@ async fn serve(
     if let Some(s) = scheduler {
         s.shutdown().await;
     }
-    running.sync().await;
+    running.finish().await;
     ExitCode::SUCCESS
 }
 

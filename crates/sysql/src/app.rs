@@ -24,6 +24,14 @@ pub struct Running {
     pub since: SystemTime,
     /// Tracepoints attached.
     pub tracepoints: usize,
+    requester: mpsc::Sender<Request>,
+}
+
+/// What the reader is asked: read what the ring holds, then reply.
+struct Request {
+    reply: oneshot::Sender<()>,
+    /// Also make the rows still waiting for a later record (a clean stop).
+    finish: bool,
 }
 
 impl Running {
@@ -36,6 +44,17 @@ impl Running {
     /// in the tables (and the loss counters are current).
     pub async fn sync(&self) {
         self.engine.sync().await
+    }
+
+    /// At a clean stop: [`sync`](Self::sync), then the rows still waiting
+    /// for a later record are made with what is known (a request without
+    /// its response, a connect without its outcome: `NULL`), so that history
+    /// holds them.
+    pub async fn finish(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.requester.send(Request { reply, finish: true }).await.is_ok() {
+            let _ = rx.await;
+        }
     }
 
     /// The line that tells a user (and a script) that capture is complete.
@@ -66,6 +85,7 @@ pub fn engine_config(args: &crate::cli::Args) -> Result<EngineConfig, String> {
         payload: sysql_engine::payload::PayloadConfig { redact: args.redact_payload },
         clock_offset_ns: sysql_capture::clock_offset_ns(),
         redact_argv: std::sync::Arc::new(redact_argv),
+        containers: sysql_engine::containers::ContainersConfig::host(),
         ..EngineConfig::default()
     })
 }
@@ -94,11 +114,12 @@ pub fn start_with(
         None => Engine::new(engine_config),
     };
     let (requester, requests) = mpsc::channel(16);
+    let syncs = requester.clone();
     engine.set_sync(Box::new(move || {
-        let requester = requester.clone();
+        let requester = syncs.clone();
         Box::pin(async move {
-            let (tx, rx) = oneshot::channel();
-            if requester.send(tx).await.is_ok() {
+            let (reply, rx) = oneshot::channel();
+            if requester.send(Request { reply, finish: false }).await.is_ok() {
                 let _ = rx.await;
             }
         })
@@ -111,13 +132,13 @@ pub fn start_with(
             eprintln!("sysql: capture stopped: {e:#}");
         }
     });
-    Ok(Running { engine, since, tracepoints })
+    Ok(Running { engine, since, tracepoints, requester })
 }
 
 async fn read_loop(
     mut capture: Capture,
     mut ingest: Ingest,
-    mut requests: mpsc::Receiver<oneshot::Sender<()>>,
+    mut requests: mpsc::Receiver<Request>,
 ) -> anyhow::Result<()> {
     let stats = ingest_stats(&ingest);
     let mut last_loss = std::time::Instant::now();
@@ -133,13 +154,17 @@ async fn read_loop(
                     ingest.drained_at(started);
                 }
             }
-            Some(reply) = requests.recv() => {
+            Some(request) = requests.recv() => {
                 // Read everything that was in the ring at the request (and no
                 // more: a storm may refill it as fast as it is read), then publish.
                 capture.catch_up(|rec| ingest.push(rec));
-                ingest.flush();
+                if request.finish {
+                    ingest.finish_payloads();
+                } else {
+                    ingest.flush();
+                }
                 stats.set_kernel_lost(capture.kernel_lost()?);
-                let _ = reply.send(());
+                let _ = request.reply.send(());
             }
         }
         ingest.tick(now_ns());

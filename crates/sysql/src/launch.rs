@@ -128,8 +128,14 @@ fn client(args: cli::Args, mode: Mode, script: Option<String>, signals: Signals,
         Err(e) => return exit::setup(e),
     };
     store.load_gaps();
+    // No cgroups: `containers` describes the host a capture runs on, and a
+    // recording may come from another one (its rows keep their container_id).
     let config = match app::engine_config(&args) {
-        Ok(c) => sysql_engine::EngineConfig { clock_offset_ns: 0, ..c },
+        Ok(c) => sysql_engine::EngineConfig {
+            clock_offset_ns: 0,
+            containers: sysql_engine::containers::ContainersConfig::default(),
+            ..c
+        },
         Err(e) => return exit::setup(e),
     };
     let engine = sysql_engine::Engine::recording(config, store, args.pace);

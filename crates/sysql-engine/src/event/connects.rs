@@ -1,13 +1,16 @@
 //! The `connects` table: connect(2), with the address decoded from the
-//! sockaddr the caller passed and the protocol read from the socket itself.
+//! sockaddr the caller passed, the protocol read from the socket itself, and
+//! the connect's outcome (see [`super::connect_outcome`]): a row whose
+//! outcome comes after the syscall is made when it comes.
 
-use super::{append_errno, text, Batch, Common};
+use super::connect_outcome::{Outcome, Pairing};
+use super::{append_endpoint, append_errno, text, Batch, Common};
 use crate::names::{family_name, ip_protocol_name, sock_type_name};
 use datafusion::arrow::array::StringViewBuilder;
 use datafusion::arrow::datatypes::SchemaRef;
 use std::fmt::Write;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use sysql_events::{ConnectEvent, Table};
+use sysql_events::{ConnectDoneEvent, ConnectEvent, Table};
 
 const AF_UNIX: u16 = 1;
 const AF_INET: u16 = 2;
@@ -25,8 +28,13 @@ columns! {
         dport: UInt16, null, "destination port; `NULL` for non-IP";
         unix_path: Utf8, null, "unix socket path; abstract names start with `@`";
         ret: Int64, not null, "`0` or `-errno`";
-        errno: Utf8View, null, "error name, `NULL` on success. A non-blocking connect gives `EINPROGRESS`: its final outcome is not yet recorded";
+        errno: Utf8View, null, "error name of `ret`, `NULL` on success. A non-blocking connect gives `EINPROGRESS`: its result is in `outcome`";
         latency_ns: Int64, not null, "nanoseconds from syscall entry to exit";
+        outcome: Utf8View, null, "how the connect ended: `connected`, or the error (`ECONNREFUSED`, `ETIMEDOUT`, `EHOSTUNREACH`, `ENETUNREACH`, `ECONNRESET`, ...); for TCP, the handshake's end even when the syscall returned `EINPROGRESS`; `NULL` if still pending after 30 s (see [Outcomes](#outcomes))";
+        outcome_ns: Int64, null, "nanoseconds from syscall entry to the outcome; `NULL` with it";
+        saddr: Utf8, null, "the local IP address the socket got; `NULL` if it got none (non-IP, or it failed before binding)";
+        sport: UInt16, null, "the local port the socket got; `NULL` with `saddr`";
+        netns: UInt32, null, "network namespace of the socket (the inode number of `/proc/<pid>/ns/net`); the task's if the fd is no socket; `NULL` only in the agent's files written by a sysql older than this column";
     }
 }
 
@@ -101,6 +109,9 @@ pub struct ConnectsBuilder {
     common: Common,
     cols: ConnectsColumns,
     errno_text: String,
+    /// Connects waiting for their outcome, and outcomes for their connect.
+    pairing: Pairing,
+    released: Vec<(ConnectEvent, Outcome)>,
 }
 
 fn append_name(b: &mut StringViewBuilder, name: Option<&str>) {
@@ -117,11 +128,60 @@ impl ConnectsBuilder {
             common: Common::with_capacity(rows),
             cols: ConnectsColumns::new(rows),
             errno_text: String::new(),
+            pairing: Pairing::default(),
+            released: Vec::new(),
         }
     }
 
-    /// Appends one event. Returns true if the address was truncated.
-    pub fn append(&mut self, e: &ConnectEvent, clock_offset_ns: i64) -> bool {
+    /// A connect record: its row now, or once its outcome comes. Returns the
+    /// rows appended and how many of them had a truncated address.
+    pub fn push(&mut self, e: &ConnectEvent, clock_offset_ns: i64) -> (u64, u64) {
+        let mut rows = (0, 0);
+        if let Some(outcome) = self.pairing.connect(e, &mut self.released) {
+            rows = (1, self.append(e, &outcome, clock_offset_ns) as u64);
+        }
+        let (n, t) = self.append_released(clock_offset_ns);
+        (rows.0 + n, rows.1 + t)
+    }
+
+    /// An outcome record: the row of the connect it ends, if that was held.
+    pub fn push_done(&mut self, d: &ConnectDoneEvent, clock_offset_ns: i64) -> (u64, u64) {
+        match self.pairing.done(d) {
+            Some((e, outcome)) => (1, self.append(&e, &outcome, clock_offset_ns) as u64),
+            None => (0, 0),
+        }
+    }
+
+    /// Makes the rows of connects pending for longer than the wait at
+    /// `now_boot_ns`, with a NULL outcome.
+    pub fn expire(&mut self, now_boot_ns: i64, clock_offset_ns: i64) -> (u64, u64) {
+        self.pairing.expire(now_boot_ns, &mut self.released);
+        self.append_released(clock_offset_ns)
+    }
+
+    /// Makes the rows of every held connect (shutdown, end of a recording).
+    pub fn finish_held(&mut self, clock_offset_ns: i64) -> (u64, u64) {
+        self.pairing.finish(&mut self.released);
+        self.append_released(clock_offset_ns)
+    }
+
+    /// The entry time (boot clock) of the oldest connect waiting for its
+    /// outcome: rows that old may still be made.
+    pub fn oldest_held(&self) -> Option<i64> {
+        self.pairing.oldest()
+    }
+
+    fn append_released(&mut self, clock_offset_ns: i64) -> (u64, u64) {
+        let mut rows = (0, 0);
+        for (e, outcome) in std::mem::take(&mut self.released) {
+            rows.0 += 1;
+            rows.1 += self.append(&e, &outcome, clock_offset_ns) as u64;
+        }
+        rows
+    }
+
+    /// Appends one row. Returns true if the address was truncated.
+    pub fn append(&mut self, e: &ConnectEvent, outcome: &Outcome, clock_offset_ns: i64) -> bool {
         self.common.append(&e.h, clock_offset_ns);
         let c = &mut self.cols;
         c.syscall.append_value("connect");
@@ -167,7 +227,20 @@ impl ConnectsBuilder {
         c.ret.append_value(e.h.ret);
         append_errno(&mut c.errno, e.h.ret, &mut self.errno_text);
         c.latency_ns.append_value(e.h.latency_ns as i64);
+        match outcome.ret {
+            Some(0) => c.outcome.append_value("connected"),
+            Some(ret) => append_errno(&mut c.outcome, ret, &mut self.errno_text),
+            None => c.outcome.append_null(),
+        }
+        c.outcome_ns.append_option(outcome.ns);
+        append_endpoint(&mut c.saddr, &mut c.sport, outcome.local);
+        c.netns.append_value(e.netns);
         e.h.flags & sysql_events::F_ADDR_TRUNCATED != 0
+    }
+
+    /// Fills `container_id` from these cgroups.
+    pub fn attribute(&mut self, containers: std::sync::Arc<crate::containers::Containers>) {
+        self.common.attribute(containers);
     }
 
     pub fn len(&self) -> usize {

@@ -54,6 +54,11 @@ impl DnsQueriesBuilder {
         false
     }
 
+    /// Fills `container_id` from these cgroups.
+    pub fn attribute(&mut self, containers: std::sync::Arc<crate::containers::Containers>) {
+        self.common.attribute(containers);
+    }
+
     pub fn len(&self) -> usize {
         self.common.len()
     }

@@ -96,6 +96,11 @@ impl ExecsBuilder {
         truncated
     }
 
+    /// Fills `container_id` from these cgroups.
+    pub fn attribute(&mut self, containers: std::sync::Arc<crate::containers::Containers>) {
+        self.common.attribute(containers);
+    }
+
     pub fn len(&self) -> usize {
         self.common.len()
     }

@@ -3,12 +3,17 @@
 
 #[macro_use]
 pub mod columns;
+pub mod accepts;
+pub mod connect_outcome;
 pub mod connects;
 pub mod db_queries;
 pub mod dns_queries;
 pub mod execs;
+pub mod exits;
 pub mod http_requests;
 pub mod opens;
+
+use crate::containers::Containers;
 
 use columns::{ColumnDef, Kind};
 use datafusion::arrow::array::{ArrayRef, StringBuilder, StringViewBuilder};
@@ -34,6 +39,7 @@ columns! {
         gid: UInt32, not null, "real group id";
         comm: Utf8View, not null, "command name (15 bytes at most); for `execs`, the new program's";
         cgroup_id: UInt64, not null, "cgroup v2 id of the task: the key for container attribution";
+        container_id: Utf8, null, "the container the task ran in (64 hex characters, from its cgroup: see [containers](tables/containers.md)); `NULL` outside containers";
     }
 }
 
@@ -76,6 +82,8 @@ pub fn table_def(table: Table) -> TableDef {
             ("PostgreSQL or MySQL statement seen on a socket, with its outcome", db_queries::DbColumns::COLUMNS)
         }
         Table::DnsQueries => ("DNS question over UDP port 53, with its answer", dns_queries::DnsColumns::COLUMNS),
+        Table::Accepts => ("`accept` or `accept4` call, failed ones too", accepts::AcceptsColumns::COLUMNS),
+        Table::Exits => ("process that ended (its last thread exited)", exits::ExitsColumns::COLUMNS),
     };
     TableDef { table, doc, columns }
 }
@@ -121,11 +129,29 @@ pub struct Common {
     rows: usize,
     min_ts: i64,
     max_ts: i64,
+    /// Where container ids come from; `None`: all NULL.
+    containers: Option<Arc<Containers>>,
+    /// The last cgroup looked up and its container: most events in a row
+    /// come from one cgroup, so most rows skip the lookup.
+    last_cgroup: Option<(u64, Option<Arc<str>>)>,
 }
 
 impl Common {
     pub fn with_capacity(rows: usize) -> Self {
-        Common { cols: CommonColumns::new(rows), rows: 0, min_ts: i64::MAX, max_ts: i64::MIN }
+        Common {
+            cols: CommonColumns::new(rows),
+            rows: 0,
+            min_ts: i64::MAX,
+            max_ts: i64::MIN,
+            containers: None,
+            last_cgroup: None,
+        }
+    }
+
+    /// Fills `container_id` from these cgroups.
+    pub fn attribute(&mut self, containers: Arc<Containers>) {
+        self.containers = Some(containers);
+        self.last_cgroup = None;
     }
 
     /// Appends the header's columns; `clock_offset_ns` turns the kernel's
@@ -143,6 +169,16 @@ impl Common {
         c.gid.append_value(h.gid);
         c.comm.append_value(text(h.comm()));
         c.cgroup_id.append_value(h.cgroup_id);
+        match (&self.containers, &self.last_cgroup) {
+            (None, _) => c.container_id.append_null(),
+            (Some(_), Some((id, value))) if *id == h.cgroup_id => c.container_id.append_option(value.as_deref()),
+            (Some(containers), _) => {
+                let (value, settled) = containers.container_id(h.cgroup_id, h.pid);
+                c.container_id.append_option(value.as_deref());
+                // a cgroup not found yet is asked about again (a walk may find it)
+                self.last_cgroup = settled.then_some((h.cgroup_id, value));
+            }
+        }
         self.rows += 1;
     }
 

@@ -83,6 +83,11 @@ impl OpensBuilder {
         truncated
     }
 
+    /// Fills `container_id` from these cgroups.
+    pub fn attribute(&mut self, containers: std::sync::Arc<crate::containers::Containers>) {
+        self.common.attribute(containers);
+    }
+
     pub fn len(&self) -> usize {
         self.common.len()
     }
