@@ -37,8 +37,10 @@ fn ask(dir: &Path, sql: &str) -> String {
     text(&out.stdout).trim_end().to_string()
 }
 
-/// Asks until the answer is `want` (at most 30 s): events reach history
-/// after the agent's next poll of the ring.
+/// Asks until the answer is `want` (at most 30 s). A bounded statement
+/// sees every event made before it, but a row can wait for a later record
+/// (a connect for its outcome), and a live query subscribes after psql
+/// started; each ask is a psql round trip, which paces the loop.
 fn ask_until(dir: &Path, sql: &str, want: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -46,7 +48,6 @@ fn ask_until(dir: &Path, sql: &str, want: &str) -> String {
         if got == want || Instant::now() > deadline {
             return got;
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -93,8 +93,9 @@ impl Agent {
         text(&out.stdout).lines().skip(1).collect::<Vec<_>>().join("\n")
     }
 
-    /// Asks until the answer is `want` (at most 30 s): events reach history
-    /// after the reader's next poll.
+    /// Asks until the answer is `want` (at most 30 s): a row can wait for a
+    /// later record (a connect for its outcome); each ask is a client round
+    /// trip, which paces the loop.
     pub fn ask_until(&self, sql: &str, want: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -102,7 +103,6 @@ impl Agent {
             if got == want || Instant::now() > deadline {
                 return got;
             }
-            std::thread::sleep(Duration::from_millis(100));
         }
     }
 }

@@ -53,8 +53,8 @@ def params(conninfo, comm, pattern):
         return out
 
 
-TABLES = """SELECT
-    CASE WHEN 
+# Grafana's test of a schema being on the search path, as it sends it
+IN_SEARCH_PATH = """
           quote_ident(table_schema) IN (
           SELECT
             CASE WHEN trim(s[i]) = '"$user"' THEN user ELSE trim(s[i]) END
@@ -64,7 +64,10 @@ TABLES = """SELECT
               array_upper(string_to_array(current_setting('search_path'),','),1)
             ) as i,
             string_to_array(current_setting('search_path'),',') s
-          )
+          )"""
+
+TABLES = f"""SELECT
+    CASE WHEN {IN_SEARCH_PATH}
       THEN quote_ident(table_name)
       ELSE quote_ident(table_schema) || '.' || quote_ident(table_name)
     END AS "table"
@@ -77,36 +80,16 @@ TABLES = """SELECT
                              '_timescaledb_config',
                              'timescaledb_information',
                              'timescaledb_experimental')
-    ORDER BY CASE WHEN 
-          quote_ident(table_schema) IN (
-          SELECT
-            CASE WHEN trim(s[i]) = '"$user"' THEN user ELSE trim(s[i]) END
-          FROM
-            generate_series(
-              array_lower(string_to_array(current_setting('search_path'),','),1),
-              array_upper(string_to_array(current_setting('search_path'),','),1)
-            ) as i,
-            string_to_array(current_setting('search_path'),',') s
-          ) THEN 0 ELSE 1 END, 1"""
+    ORDER BY CASE WHEN {IN_SEARCH_PATH} THEN 0 ELSE 1 END, 1"""
 
-COLUMNS = """SELECT quote_ident(column_name) AS "column", data_type AS "type"
+COLUMNS = f"""SELECT quote_ident(column_name) AS "column", data_type AS "type"
     FROM information_schema.columns
     WHERE
       CASE WHEN array_length(parse_ident('TABLE'),1) = 2
         THEN quote_ident(table_schema) = (parse_ident('TABLE'))[1]
           AND quote_ident(table_name) = (parse_ident('TABLE'))[2]
         ELSE quote_ident(table_name) = 'TABLE'
-          AND 
-          quote_ident(table_schema) IN (
-          SELECT
-            CASE WHEN trim(s[i]) = '"$user"' THEN user ELSE trim(s[i]) END
-          FROM
-            generate_series(
-              array_lower(string_to_array(current_setting('search_path'),','),1),
-              array_upper(string_to_array(current_setting('search_path'),','),1)
-            ) as i,
-            string_to_array(current_setting('search_path'),',') s
-          )
+          AND {IN_SEARCH_PATH}
       END"""
 
 
