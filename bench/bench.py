@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import history  # noqa: E402
 import latency  # noqa: E402
 import report  # noqa: E402
+import startup  # noqa: E402
 import tools  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,16 +37,19 @@ NCPU = os.cpu_count() or 1
 MODES = {
     "quick": dict(tools=["none", "sysql"], workloads=["open-miss"], threads=[1], cal_s=0.2, max_s=0.3,
                   low_rate=1000, low_s=0.5, idle_s=1.0, ladder=[], ladder_s=0, rss_s=0.5,
-                  latency=[(1000, 0.5)], history_events=50_000, reps=3, rounds=1, pipeline_events=200_000),
+                  latency=[(1000, 0.5)], history_events=50_000, reps=3, rounds=1, pipeline_events=200_000,
+                  startup_reps=1),
     "default": dict(tools=TOOLS, workloads=WORKLOADS, threads=sorted({1, NCPU}), cal_s=0.3, max_s=1.0,
                     low_rate=1000, low_s=1.0, idle_s=1.0, ladder=[100_000, 250_000, 500_000, 1_000_000],
                     ladder_s=1.0, rss_s=2.0, latency=[(1000, 2.0), (100_000, 2.0)],
-                    history_events=2_000_000, reps=5, rounds=1, pipeline_events=2_000_000),
+                    history_events=2_000_000, reps=5, rounds=1, pipeline_events=2_000_000,
+                    startup_reps=5),
     "full": dict(tools=TOOLS, workloads=WORKLOADS, threads=sorted({1, NCPU}), cal_s=0.5, max_s=3.0,
                  low_rate=1000, low_s=3.0, idle_s=2.0,
                  ladder=[50_000, 100_000, 200_000, 400_000, 700_000, 1_000_000, 1_500_000, 2_000_000],
                  ladder_s=3.0, rss_s=5.0, latency=[(1000, 5.0), (10_000, 5.0), (100_000, 5.0)],
-                 history_events=10_000_000, reps=5, rounds=3, pipeline_events=4_000_000),
+                 history_events=10_000_000, reps=5, rounds=3, pipeline_events=4_000_000,
+                 startup_reps=9),
 }
 
 
@@ -315,9 +319,9 @@ def main(argv=None):
     p.add_argument("--workloads", help=f"comma-separated subset of {','.join(WORKLOADS)}")
     p.add_argument("--history-events", type=int, help="events captured for the history queries (f)")
     p.add_argument("--rounds", type=int, help="repeat the tool sessions; figures are medians")
-    p.add_argument("--parts", default="capture,latency,history,pipeline",
+    p.add_argument("--parts", default="capture,latency,history,pipeline,startup",
                    help="comma-separated subset of capture (a-c, e), latency (d), history (f), "
-                        "pipeline (sysql bench-pipeline); default all")
+                        "pipeline (sysql bench-pipeline), startup (start-up and exit); default all")
     p.add_argument("--sysql", metavar="PATH", help="the sysql binary (default: build and use target/release/sysql)")
     p.add_argument("--sysql-arg", action="append", metavar="ARG",
                    help="extra sysql option, e.g. --sysql-arg=--ring-size=64MiB (repeatable)")
@@ -336,7 +340,7 @@ def main(argv=None):
         cfg["workloads"] = [w for w in args.workloads.split(",") if w]
     parts = [x for x in args.parts.split(",") if x]
     bad = [t for t in cfg["tools"] if t not in TOOLS] + [w for w in cfg["workloads"] if w not in WORKLOADS]
-    bad += [x for x in parts if x not in ("capture", "latency", "history", "pipeline")]
+    bad += [x for x in parts if x not in ("capture", "latency", "history", "pipeline", "startup")]
     if bad:
         print(f"bench: unknown tool or workload: {', '.join(bad)}", file=sys.stderr)
         return 2
@@ -369,6 +373,9 @@ def main(argv=None):
             results += history.measure(env, cfg["history_events"], cfg["reps"], info, not args.no_install)
         if "pipeline" in parts and info.get("sysql", {}).get("available"):
             results.append(pipeline(env, cfg["pipeline_events"]))
+        if "startup" in parts:
+            have = {t: info.get(t, {}).get("available") for t in ("sysql", "bpftrace", "opensnoop")}
+            results += startup.measure(env, cfg["startup_reps"], have)
         doc = {
             "schema_version": 1,
             "mode": mode,

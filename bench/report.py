@@ -186,6 +186,12 @@ def targets(doc):
         (max(vals) <= 1.5) if vals else None)
     idle = [e["rss_idle_mb"] for e in sysql if e.get("rss_idle_mb")]
     add("RSS <= 50 MB idle", max(idle) if idle else None, (max(idle) <= 50) if idle else None)
+    st = find(doc, "sysql", "startup")
+    if st:
+        add("'capturing since' <= 1 s after exec", st.get("ready_line_s"),
+            None if st.get("ready_line_s") is None else st["ready_line_s"] <= 1.0)
+        add("exit <= 0.2 s after the last answer (sysql -c 'SELECT 1')", st.get("oneshot_exit_after_answer_s"),
+            None if st.get("oneshot_exit_after_answer_s") is None else st["oneshot_exit_after_answer_s"] <= 0.2)
     hs = find(doc, "sysql", "history")
     hd = find(doc, "duckdb", "history")
     if hs and hd:
@@ -209,6 +215,8 @@ def fmt(v, kind="n"):
         return f"{v:.2f}x"
     if kind == "mb":
         return f"{v:.0f}"
+    if kind == "s":
+        return f"{v:.3f}"
     if isinstance(v, float):
         return f"{v:.0f}"
     return str(v)
@@ -303,6 +311,15 @@ def render(doc):
         prow = [[t, "pipeline", fmt(v["events_per_s"], "rate"), f"{v['cpu_ns_per_event']:.0f}",
                  f"{v['wall_ns_per_event']:.0f}"] for t, v in e["tables"].items()]
         out += [table(["table", "workload", "events/s", "cpu ns/event", "wall ns/event"], prow)]
+    st = [e for e in doc["results"] if e["workload"] == "startup"]
+    if st:
+        out += ["", "Start-up and exit (median seconds; attached: exec to the last attachment; line: to sysql's "
+                "'capturing since'; stop: SIGINT to exit; one-shot: sysql -c 'SELECT 1')"]
+        srow = [[e["tool"], str(e.get("attachments")), fmt(e.get("attached_s"), "s"), fmt(e.get("ready_line_s"), "s"),
+                 fmt(e.get("stop_s"), "s"), fmt(e.get("oneshot_answer_s"), "s"),
+                 fmt(e.get("oneshot_exit_after_answer_s"), "s")] for e in st]
+        out += [table(["tool", "attachments", "attached", "line", "stop", "one-shot answer", "exit after answer"],
+                      srow)]
     out += ["", "Targets (sysql)"]
     for t in doc.get("targets", []):
         mark = {True: "PASS", False: "FAIL", None: "n/m "}[t["pass"]]
@@ -310,7 +327,7 @@ def render(doc):
         if isinstance(val, dict):
             val = ", ".join(f"{k}: {v}" for k, v in val.items())
         elif isinstance(val, float):
-            val = f"{val:,.0f}"
+            val = f"{val:.3f} s" if val < 10 else f"{val:,.0f}"
         line = f"  {mark}  {t['target']}: {val}"
         if t.get("note"):
             line += f"  ({t['note']})"

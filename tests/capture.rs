@@ -281,3 +281,102 @@ fn live_connects_join_the_exec_history_of_their_process() {
     // two TCP connects to 127.0.0.1 (the listener, then the same port as "refused")
     assert_eq!(rows, vec![(port, argv.clone()), (port, argv)]);
 }
+
+/// A static program that opens each of its arguments: no dynamic loader, so
+/// these are all the opens it makes; its comm is the name it is copied to.
+fn compile_opener(dir: &TempDir, name: &str) -> std::path::PathBuf {
+    let src = dir.join("opener.c");
+    std::fs::write(
+        &src,
+        "#include <fcntl.h>\n#include <unistd.h>\nint main(int c, char **v) {\n\
+         for (int i = 1; i < c; i++) { int fd = open(v[i], O_RDONLY); if (fd >= 0) close(fd); }\n\
+         return 0; }\n",
+    )
+    .unwrap();
+    let exe = dir.join(name);
+    let status = Command::new("cc").args(["-static", "-O1", "-o"]).arg(&exe).arg(&src).status().expect("cc runs");
+    assert!(status.success(), "compiling the opener failed (a static libc is in libc6-dev)");
+    exe
+}
+
+fn start_filtered(rt: &tokio::runtime::Runtime, filter: &[&str]) -> Running {
+    let mut argv = vec!["sysql", "--history-memory", "256MiB"];
+    argv.extend(filter);
+    let args = sysql::cli::Args::parse_from(argv);
+    app::start(rt, &args).unwrap_or_else(|e| panic!("capture tests need root and a BTF kernel: {e}"))
+}
+
+#[test]
+fn the_kernel_skips_what_the_capture_filter_excludes_and_counts_it() {
+    let rt = runtime();
+    let dir = TempDir::new("exclude");
+    let d = dir.path().display().to_string();
+    let skip = format!("path={d}/skip");
+    let kept = compile_opener(&dir, "sq-kept");
+    let excluded = compile_opener(&dir, "sq-excluded");
+    let running = start_filtered(&rt, &["--capture-exclude", "comm=sq-excluded", "--capture-exclude", &skip]);
+    std::fs::write(dir.join("keep"), b"x").unwrap();
+
+    // sq-kept: one open kept, two skipped by path (whether or not the file exists)
+    let status = Command::new(&kept).args([dir.join("keep"), dir.join("skip-1"), dir.join("skip-2")]).status();
+    assert!(status.unwrap().success());
+    // sq-excluded: skipped by comm, both opens and its exit
+    assert!(Command::new(&excluded).args([dir.join("keep"), dir.join("other")]).status().unwrap().success());
+    rt.block_on(running.sync());
+
+    let ctx = session(&running);
+    let opens = query(&rt, &ctx, &format!("SELECT comm, path FROM opens WHERE path LIKE '{d}/%' ORDER BY ts"));
+    assert_eq!(opens, vec![vec!["sq-kept".to_string(), format!("{d}/keep")]]);
+    let exits = query(&rt, &ctx, "SELECT comm FROM exits WHERE comm IN ('sq-kept', 'sq-excluded') ORDER BY ts");
+    assert_eq!(exits, vec![vec!["sq-kept".to_string()]]);
+    let stats = query(
+        &rt,
+        &ctx,
+        "SELECT table_name, filtered_kernel, kernel_filter FROM sysql_stats
+         WHERE table_name IN ('opens', 'exits', 'connects') ORDER BY table_name",
+    );
+    let row = |t: &str, n: &str, f: &str| vec![t.to_string(), n.to_string(), f.to_string()];
+    assert_eq!(
+        stats,
+        vec![
+            row("connects", "0", "exclude comm=sq-excluded"),
+            row("exits", "1", "exclude comm=sq-excluded"),
+            row("opens", "4", &format!("exclude comm=sq-excluded, {skip}")),
+        ]
+    );
+    // a history query over a filtered table says so; EXPLAIN shows the filter
+    let prepared = rt.block_on(ctx.prepare_sql("SELECT count(*) FROM opens")).unwrap();
+    assert_eq!(prepared.notices().len(), 1, "{:?}", prepared.notices());
+    assert!(prepared.notices()[0].starts_with("opens: its capture is filtered in the kernel (exclude comm=sq-excluded"));
+    let explain = query(&rt, &ctx, "EXPLAIN SELECT count(*) FROM live.opens WHERE comm = 'x'");
+    let last = explain.last().unwrap();
+    assert_eq!(last, &vec!["kernel_filter".to_string(), format!("opens: exclude comm=sq-excluded, {skip}")]);
+}
+
+#[test]
+fn the_kernel_captures_only_what_the_capture_filter_names() {
+    let rt = runtime();
+    let dir = TempDir::new("only");
+    let d = dir.path().display().to_string();
+    let only = compile_opener(&dir, "sq-only");
+    let other = compile_opener(&dir, "sq-other");
+    let running = start_filtered(&rt, &["--capture-only", "comm=sq-only", "--capture-only", "syscall=openat"]);
+    assert!(Command::new(&only).args([dir.join("a"), dir.join("b")]).status().unwrap().success());
+    assert!(Command::new(&other).arg(dir.join("c")).status().unwrap().success());
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let _ = std::net::TcpStream::connect(tcp.local_addr().unwrap());
+    rt.block_on(running.sync());
+
+    let ctx = session(&running);
+    let opens = query(&rt, &ctx, &format!("SELECT comm, path FROM opens WHERE path LIKE '{d}/%' ORDER BY ts"));
+    let e = |c: &str, p: &str| vec![c.to_string(), format!("{d}/{p}")];
+    assert_eq!(opens, vec![e("sq-only", "a"), e("sq-only", "b")]);
+    // nothing but sq-only's openat calls: no connect, no exit of sq-other
+    let others = query(
+        &rt,
+        &ctx,
+        "SELECT (SELECT count(*) FROM connects) + (SELECT count(*) FROM accepts) + (SELECT count(*) FROM execs)
+              + (SELECT count(*) FROM opens WHERE comm <> 'sq-only' OR syscall <> 'openat')",
+    );
+    assert_eq!(others, vec![vec!["0".to_string()]]);
+}

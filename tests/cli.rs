@@ -125,8 +125,8 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } sysql_lost SEC(".maps");
-SEC("tracepoint/syscalls/sys_exit_open")
-int sys_exit_open(void *ctx)
+SEC("tracepoint/sched/sched_process_exec")
+int sched_process_exec(void *ctx)
 {
 	volatile int *p = 0;
 	return *p;
@@ -194,7 +194,7 @@ fn setup_errors_exit_two_and_say_what_to_do() {
     let err = text(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.starts_with("sysql: the kernel verifier rejected program sys_exit_open: R1 invalid mem access"),
+        err.starts_with("sysql: the kernel verifier rejected program sched_process_exec: R1 invalid mem access"),
         "{err}"
     );
     assert!(err.trim_end().ends_with("please report this with your kernel version (uname -r)"), "{err}");

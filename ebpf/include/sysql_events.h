@@ -44,6 +44,37 @@
 #define SYSQL_TABLE_EXITS 7
 #define SYSQL_TABLE_COUNT 8
 
+/* Handlers of the syscall table (sysql_syscalls: syscall number -> handler),
+ * used by the tp_btf sys_enter / sys_exit pair; 0 is "not traced". */
+/* The capture filter's dimensions (struct sysql_filter's masks) and the
+ * marks of a value in a dimension's map. */
+#define SYSQL_FILTER_COMM 1
+#define SYSQL_FILTER_PID 2
+#define SYSQL_FILTER_UID 4
+#define SYSQL_FILTER_CGROUP 8
+#define SYSQL_FILTER_PATH 16
+#define SYSQL_MARK_ONLY 1
+#define SYSQL_MARK_EXCLUDE 2
+#define SYSQL_FILTER_VALUES 1024 /* values per dimension */
+#define SYSQL_NR_MAX 1024
+#define SYSQL_H_OPEN 1
+#define SYSQL_H_OPENAT 2
+#define SYSQL_H_OPENAT2 3
+#define SYSQL_H_CREAT 4
+#define SYSQL_H_CONNECT 5
+#define SYSQL_H_ACCEPT 6
+#define SYSQL_H_ACCEPT4 7
+#define SYSQL_H_EXECVE 8
+#define SYSQL_H_EXECVEAT 9
+#define SYSQL_H_READ 10
+#define SYSQL_H_WRITE 11
+#define SYSQL_H_RECVFROM 12
+#define SYSQL_H_SENDTO 13
+#define SYSQL_H_RECVMSG 14
+#define SYSQL_H_SENDMSG 15
+#define SYSQL_H_READV 16
+#define SYSQL_H_WRITEV 17
+
 /* sysql_header.syscall, per kind */
 #define SYSQL_SYS_OPEN 0
 #define SYSQL_SYS_OPENAT 1

@@ -8,16 +8,23 @@
 //! down on the kernels sysql targets. One BTF tracepoint (`tp_btf`,
 //! Linux 5.5+) follows TCP connects to their outcome.
 
+pub mod filter;
 mod setup;
+mod syscalls;
 
-use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::tp_btf::BtfTracePointLink;
+use aya::programs::trace_point::TracePointLink;
 use aya::programs::{BtfTracePoint, TracePoint};
 use aya::{include_bytes_aligned, Btf, Ebpf, EbpfLoader};
 use std::time::Duration;
 use sysql_events::TABLE_COUNT;
 use tokio::io::unix::AsyncFd;
 
+pub use filter::CaptureFilter;
 pub use setup::{clock_offset_ns, preflight, SetupError};
+pub use syscalls::{Syscall, SYSCALLS};
 
 /// The compiled kernel programs (built by build.rs from `ebpf/sysql.bpf.c`).
 static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sysql.bpf.o"));
@@ -33,7 +40,43 @@ enum Hook {
 
 use Hook::{Btf as BtfHook, Tracepoints as Tp};
 
-/// Each program and where it attaches. Exit programs come first, so that no
+/// How syscalls reach the programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hooks {
+    /// Two BTF tracepoints, `sys_enter` and `sys_exit`, see every syscall;
+    /// a table in the kernel (by syscall number) picks the handler, or none.
+    /// Five attachments in all; they detach at once.
+    SyscallTable,
+    /// One syscall tracepoint per syscall and direction (37 attachments;
+    /// each detach waits for RCU grace periods under a kernel mutex).
+    Tracepoints,
+}
+
+impl Hooks {
+    /// `SYSQL_HOOKS=tracepoints` (for developers and the benchmark, which
+    /// compares both) or the default.
+    fn from_env() -> Result<Hooks, SetupError> {
+        match std::env::var("SYSQL_HOOKS").as_deref() {
+            Err(_) | Ok("syscall-table") => Ok(Hooks::SyscallTable),
+            Ok("tracepoints") => Ok(Hooks::Tracepoints),
+            Ok(other) => {
+                Err(SetupError::Config(format!("SYSQL_HOOKS={other} is not one of syscall-table, tracepoints")))
+            }
+        }
+    }
+}
+
+/// The programs of [`Hooks::SyscallTable`], exits before entries: the
+/// syscall table is filled before any of them is attached.
+const TABLE_PROGRAMS: &[(&str, Hook)] = &[
+    ("sched_process_exec", Tp(&["sched/sched_process_exec"])),
+    ("sched_process_exit", Tp(&["sched/sched_process_exit"])),
+    ("inet_sock_set_state", BtfHook("inet_sock_set_state")),
+    ("sysql_sys_exit", BtfHook("sys_exit")),
+    ("sysql_sys_enter", BtfHook("sys_enter")),
+];
+
+/// Each program of [`Hooks::Tracepoints`] and where it attaches. Exit programs come first, so that no
 /// entry is stashed before its exit can complete it; the TCP state program
 /// comes before the connect enter program, so that every connect stashed
 /// has its outcome followed.
@@ -105,6 +148,8 @@ pub struct CaptureConfig {
     pub payloads: bool,
     /// Payload bytes copied per syscall, at most [`SNAP_MAX`].
     pub snap_len: u32,
+    /// What the kernel programs skip (in place before the first attach).
+    pub filter: CaptureFilter,
 }
 
 /// The most payload bytes one record carries.
@@ -118,6 +163,7 @@ impl Default for CaptureConfig {
             ignore_tgid: std::process::id(),
             payloads: true,
             snap_len: SNAP_MAX,
+            filter: CaptureFilter::default(),
         }
     }
 }
@@ -128,8 +174,49 @@ pub struct Capture {
     lost: PerCpuArray<MapData, u64>,
     tracepoints: Vec<&'static str>,
     ring_bytes: u32,
-    // Dropping the Ebpf detaches every program: keep it last and alive.
+    links: Option<Links>,
+    /// The kernel's syscall table (syscall number -> handler).
+    syscalls: Array<MapData, u32>,
+    hooks: Hooks,
+    payloads: bool,
+    filter: FilterMaps,
+    filtered: PerCpuArray<MapData, u64>,
+    // Dropping the Ebpf unloads every program: keep it last and alive.
     _ebpf: Ebpf,
+}
+
+/// The programs' attachments. Dropping them detaches every program, all at
+/// once (see the [`Drop`] impl); a capture's owner may take them
+/// ([`Capture::take_links`]) to detach at a time of its choosing.
+pub struct Links {
+    tracepoints: Vec<TracePointLink>,
+    btf: Vec<BtfTracePointLink>,
+}
+
+impl Drop for Links {
+    /// Detaching a syscall tracepoint waits for the kernel's RCU grace
+    /// periods, 60-80 ms, and one after the other the 37 of them took 2.6 s
+    /// (which is also what the process's exit costs if the kernel closes
+    /// them). Each is detached on a thread of its own, so the waits overlap:
+    /// one grace period serves them all.
+    fn drop(&mut self) {
+        let tracepoints = std::mem::take(&mut self.tracepoints);
+        let btf = std::mem::take(&mut self.btf);
+        std::thread::scope(|scope| {
+            let spawn = |f: Box<dyn FnOnce() + Send>| {
+                // (if no thread can be made, the link is detached here)
+                if let Err(e) = std::thread::Builder::new().name("sysql-detach".into()).spawn_scoped(scope, f) {
+                    log::debug!("detaching on the caller's thread: {e}");
+                }
+            };
+            for link in tracepoints {
+                spawn(Box::new(move || drop(link)));
+            }
+            for link in btf {
+                spawn(Box::new(move || drop(link)));
+            }
+        });
+    }
 }
 
 impl Capture {
@@ -167,23 +254,23 @@ impl Capture {
             .load(object)
             .map_err(setup::load_error)?;
 
-        let mut tracepoints = Vec::new();
-        let payloads = if config.payloads { PAYLOAD_PROGRAMS } else { &[] };
+        let hooks = Hooks::from_env()?;
+        let programs: Vec<&(&str, Hook)> = match hooks {
+            Hooks::SyscallTable => TABLE_PROGRAMS.iter().collect(),
+            Hooks::Tracepoints => {
+                let payloads = if config.payloads { PAYLOAD_PROGRAMS } else { &[] };
+                PROGRAMS.iter().chain(payloads).collect()
+            }
+        };
+        // Load (verify) every program first, then set the maps up, then
+        // attach: a program the verifier rejects is reported before anything
+        // else, and nothing is attached before the filter is in place.
         let mut btf = None;
-        for (name, hook) in PROGRAMS.iter().chain(payloads) {
+        for (name, hook) in &programs {
             match hook {
-                Tp(points) => {
-                    let program: &mut TracePoint = ebpf
-                        .program_mut(name)
-                        .ok_or_else(|| SetupError::Load(format!("program {name} missing from the object")))?
-                        .try_into()
-                        .map_err(|e| SetupError::Load(format!("program {name}: {e}")))?;
+                Tp(_) => {
+                    let program: &mut TracePoint = program_of(&mut ebpf, name)?;
                     program.load().map_err(|e| setup::program_error(name, e))?;
-                    for point in *points {
-                        let (category, event) = point.split_once('/').expect("category/name");
-                        program.attach(category, event).map_err(|e| setup::attach_error(point, e))?;
-                        tracepoints.push(*point);
-                    }
                 }
                 BtfHook(point) => {
                     if btf.is_none() {
@@ -191,35 +278,108 @@ impl Capture {
                             .map_err(|e| SetupError::Load(format!("reading the kernel's BTF: {e}")))?;
                         btf = Some(read);
                     }
-                    let program: &mut BtfTracePoint = ebpf
-                        .program_mut(name)
-                        .ok_or_else(|| SetupError::Load(format!("program {name} missing from the object")))?
-                        .try_into()
-                        .map_err(|e| SetupError::Load(format!("program {name}: {e}")))?;
+                    let program: &mut BtfTracePoint = program_of(&mut ebpf, name)?;
                     program
                         .load(point, btf.as_ref().expect("read above"))
                         .map_err(|e| setup::program_error(name, e))?;
-                    program.attach().map_err(|e| setup::attach_error(point, e))?;
+                }
+            }
+        }
+
+        let mut syscalls =
+            Array::try_from(take_map(&mut ebpf, "sysql_syscalls")?).map_err(map_error("syscall table"))?;
+        let mut filter = FilterMaps {
+            config: Array::try_from(take_map(&mut ebpf, "sysql_filter")?).map_err(map_error("filter"))?,
+            comm: HashMap::try_from(take_map(&mut ebpf, "sysql_filter_comm")?).map_err(map_error("filter"))?,
+            pid: HashMap::try_from(take_map(&mut ebpf, "sysql_filter_pid")?).map_err(map_error("filter"))?,
+            uid: HashMap::try_from(take_map(&mut ebpf, "sysql_filter_uid")?).map_err(map_error("filter"))?,
+            cgroup: HashMap::try_from(take_map(&mut ebpf, "sysql_filter_cgroup")?).map_err(map_error("filter"))?,
+            path: LpmTrie::try_from(take_map(&mut ebpf, "sysql_filter_path")?).map_err(map_error("filter"))?,
+        };
+        let filtered =
+            PerCpuArray::try_from(take_map(&mut ebpf, "sysql_filtered")?).map_err(map_error("filter counters"))?;
+        let ring = take_map(&mut ebpf, "sysql_events")?;
+        let lost = take_map(&mut ebpf, "sysql_lost")?;
+        apply_filter(&mut syscalls, &mut filter, hooks, config.payloads, &config.filter)?;
+
+        let mut tracepoints = Vec::new();
+        let mut links = Links { tracepoints: Vec::new(), btf: Vec::new() };
+        for (name, hook) in &programs {
+            match hook {
+                Tp(points) => {
+                    let program: &mut TracePoint = program_of(&mut ebpf, name)?;
+                    for point in *points {
+                        let (category, event) = point.split_once('/').expect("category/name");
+                        let id = program.attach(category, event).map_err(|e| setup::attach_error(point, e))?;
+                        links.tracepoints.push(program.take_link(id).map_err(|e| setup::attach_error(point, e))?);
+                        tracepoints.push(*point);
+                    }
+                }
+                BtfHook(point) => {
+                    let program: &mut BtfTracePoint = program_of(&mut ebpf, name)?;
+                    let id = program.attach().map_err(|e| setup::attach_error(point, e))?;
+                    links.btf.push(program.take_link(id).map_err(|e| setup::attach_error(point, e))?);
                     tracepoints.push(*point);
                 }
             }
         }
 
-        let ring = ebpf.take_map("sysql_events").ok_or_else(|| SetupError::Load("no ring buffer map".into()))?;
         let ring = RingBuf::try_from(ring).map_err(|e| SetupError::Load(format!("ring buffer: {e}")))?;
         // AsyncFd owns the RingBuf, which owns the fd, so the fd outlives its
         // registration: the I/O-safety concern behind the deprecation does not
         // arise here, and `register` would need `unsafe` outside the decoder.
         #[allow(deprecated)]
         let ring = AsyncFd::new(ring).map_err(|e| SetupError::Load(format!("ring buffer poll: {e}")))?;
-        let lost = ebpf.take_map("sysql_lost").ok_or_else(|| SetupError::Load("no loss counter map".into()))?;
         let lost = PerCpuArray::try_from(lost).map_err(|e| SetupError::Load(format!("loss counters: {e}")))?;
-        Ok(Capture { ring, lost, tracepoints, ring_bytes: size, _ebpf: ebpf })
+        Ok(Capture {
+            ring,
+            lost,
+            tracepoints,
+            ring_bytes: size,
+            links: Some(links),
+            syscalls,
+            hooks,
+            payloads: config.payloads,
+            filter,
+            filtered,
+            _ebpf: ebpf,
+        })
     }
 
-    /// The tracepoints attached, as `category/name`.
+    /// Takes the programs' attachments, so that their owner detaches them
+    /// (by dropping them) when it stops, whatever becomes of the capture.
+    /// `None` once taken.
+    pub fn take_links(&mut self) -> Option<Links> {
+        self.links.take()
+    }
+
+    /// The tracepoints attached, as `category/name` (or a BTF
+    /// tracepoint's name).
     pub fn tracepoints(&self) -> &[&'static str] {
         &self.tracepoints
+    }
+
+    /// Replaces the capture filter, in place: the programs stay attached.
+    /// While it changes, events are kept rather than skipped.
+    pub fn set_filter(&mut self, filter: &CaptureFilter) -> Result<(), SetupError> {
+        apply_filter(&mut self.syscalls, &mut self.filter, self.hooks, self.payloads, filter)
+    }
+
+    /// Events the capture filter skipped, per table (indexed by
+    /// [`sysql_events::Table`]), summed over CPUs.
+    pub fn kernel_filtered(&self) -> Result<[u64; TABLE_COUNT], SetupError> {
+        per_table(&self.filtered, "filter counters")
+    }
+
+    /// How syscalls reach the programs.
+    pub fn hooks(&self) -> Hooks {
+        self.hooks
+    }
+
+    /// The syscalls traced now: the kernel's table as it stands (with
+    /// [`Hooks::Tracepoints`], the table is unused and this is empty).
+    pub fn syscalls_traced(&self) -> Vec<&'static Syscall> {
+        SYSCALLS.iter().filter(|sc| matches!(self.syscalls.get(&sc.nr, 0), Ok(h) if h != 0)).collect()
     }
 
     /// Waits until records are ready or `poll` passes, then hands every
@@ -272,14 +432,117 @@ impl Capture {
     /// Records the kernel could not reserve ring space for, per table
     /// (indexed by [`sysql_events::Table`]), summed over CPUs.
     pub fn kernel_lost(&self) -> Result<[u64; TABLE_COUNT], SetupError> {
-        let mut out = [0u64; TABLE_COUNT];
-        for (i, slot) in out.iter_mut().enumerate() {
-            let values =
-                self.lost.get(&(i as u32), 0).map_err(|e| SetupError::Load(format!("reading loss counters: {e}")))?;
-            *slot = values.iter().sum();
-        }
-        Ok(out)
+        per_table(&self.lost, "loss counters")
     }
+}
+
+/// Per-CPU counters by table, summed.
+fn per_table(map: &PerCpuArray<MapData, u64>, what: &str) -> Result<[u64; TABLE_COUNT], SetupError> {
+    let mut out = [0u64; TABLE_COUNT];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let values = map.get(&(i as u32), 0).map_err(|e| SetupError::Load(format!("reading {what}: {e}")))?;
+        *slot = values.iter().sum();
+    }
+    Ok(out)
+}
+
+/// The capture filter's maps in the kernel.
+struct FilterMaps {
+    /// `struct sysql_filter`: [only, exclude] dimension masks.
+    config: Array<MapData, [u32; 2]>,
+    comm: HashMap<MapData, [u8; sysql_events::COMM_LEN], u32>,
+    pid: HashMap<MapData, u32, u32>,
+    uid: HashMap<MapData, u32, u32>,
+    cgroup: HashMap<MapData, u64, u32>,
+    path: LpmTrie<MapData, [u8; sysql_events::PATH_LEN], u32>,
+}
+
+/// A program of the object, as its type.
+fn program_of<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, SetupError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| SetupError::Load(format!("program {name} missing from the object")))?
+        .try_into()
+        .map_err(|e| SetupError::Load(format!("program {name}: {e}")))
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, SetupError> {
+    ebpf.take_map(name).ok_or_else(|| SetupError::Load(format!("map {name} missing from the object")))
+}
+
+fn map_error(what: &'static str) -> impl Fn(aya::maps::MapError) -> SetupError {
+    move |e| SetupError::Load(format!("{what}: {e}"))
+}
+
+/// Writes `filter` into the maps: first no filter at all (so that, while
+/// the maps change, events are kept rather than skipped), then the values,
+/// then the masks; and the syscall table.
+fn apply_filter(
+    syscalls: &mut Array<MapData, u32>,
+    maps: &mut FilterMaps,
+    hooks: Hooks,
+    payloads: bool,
+    filter: &CaptureFilter,
+) -> Result<(), SetupError> {
+    use filter::{CgroupRef, Term};
+    let err = |e: aya::maps::MapError| SetupError::Load(format!("setting the capture filter: {e}"));
+    if hooks == Hooks::Tracepoints && filter.has_syscalls() {
+        return Err(SetupError::Config(
+            "a capture filter by syscall needs the syscall table (unset SYSQL_HOOKS)".into(),
+        ));
+    }
+    maps.config.set(0, [0, 0], 0).map_err(err)?;
+    let comms: Vec<_> = maps.comm.keys().filter_map(Result::ok).collect();
+    for k in comms {
+        maps.comm.remove(&k).map_err(err)?;
+    }
+    for k in maps.pid.keys().filter_map(Result::ok).collect::<Vec<_>>() {
+        maps.pid.remove(&k).map_err(err)?;
+    }
+    for k in maps.uid.keys().filter_map(Result::ok).collect::<Vec<_>>() {
+        maps.uid.remove(&k).map_err(err)?;
+    }
+    for k in maps.cgroup.keys().filter_map(Result::ok).collect::<Vec<_>>() {
+        maps.cgroup.remove(&k).map_err(err)?;
+    }
+    for k in maps.path.keys().filter_map(Result::ok).collect::<Vec<_>>() {
+        maps.path.remove(&k).map_err(err)?;
+    }
+    for (term, mark) in filter.marked() {
+        match term {
+            Term::Comm(name) => {
+                let mut key = [0u8; sysql_events::COMM_LEN];
+                key[..name.len()].copy_from_slice(name.as_bytes());
+                maps.comm.insert(key, mark, 0).map_err(err)?;
+            }
+            Term::Pid(pid) => maps.pid.insert(pid, mark, 0).map_err(err)?,
+            Term::Uid(uid) => maps.uid.insert(uid, mark, 0).map_err(err)?,
+            Term::Cgroup(cg) => {
+                let id = match cg {
+                    CgroupRef::Id(id) => *id,
+                    CgroupRef::Path(p) => filter::cgroup_id(p).map_err(SetupError::Config)?,
+                };
+                maps.cgroup.insert(id, mark, 0).map_err(err)?;
+            }
+            Term::Path(prefix) => {
+                let mut data = [0u8; sysql_events::PATH_LEN];
+                data[..prefix.len()].copy_from_slice(prefix.as_bytes());
+                let key = Key::new(prefix.len() as u32 * 8, data);
+                maps.path.insert(&key, mark, 0).map_err(err)?;
+            }
+            Term::Syscall(_) => {}
+        }
+    }
+    if hooks == Hooks::SyscallTable {
+        for sc in SYSCALLS {
+            let on = (payloads || !sc.payload) && filter.keeps_syscall(sc.name);
+            syscalls.set(sc.nr, if on { sc.handler } else { 0 }, 0).map_err(err)?;
+        }
+    }
+    maps.config.set(0, filter.masks(), 0).map_err(err)?;
+    Ok(())
 }
 
 /// The kernel's ring buffer header before each record (BPF_RINGBUF_HDR_SZ).

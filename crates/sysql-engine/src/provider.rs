@@ -180,6 +180,8 @@ crate::columns! {
         truncated: UInt64, not null, "events with a truncated field (path, argv, address)";
         evicted: UInt64, not null, "events removed from history because of the memory cap";
         expired: UInt64, not null, "events removed from history because they were older than the retention period";
+        filtered_kernel: UInt64, not null, "events the capture filter (`--capture-only`, `--capture-exclude`) skipped in the kernel: never captured, by choice";
+        kernel_filter: Utf8, null, "the capture filter that applies to the table, as `only comm=nginx; exclude path=/proc/`; `NULL` when its capture is whole";
         late: UInt64, not null, "events that reached the live reorder buffer after the watermark had passed them (a syscall slower than the 200 ms lateness): left out of ordered live streams and windows, still in history";
         live_queries: UInt64, not null, "live subscriptions to the table now (a live query, window or join side each)";
         history_rows: UInt64, not null, "events held in history now";
@@ -237,6 +239,8 @@ impl StatsTable {
             c.evicted.append_value(s.evicted.load(Relaxed));
             c.expired.append_value(s.expired.load(Relaxed));
             c.late.append_value(s.late.load(Relaxed));
+            c.filtered_kernel.append_value(s.filtered_kernel.load(Relaxed));
+            c.kernel_filter.append_option(self.stats.kernel_filter(t).as_deref());
             c.live_queries.append_value(self.live.subscribers(t) as u64);
             c.history_rows.append_value(u.rows);
             c.history_bytes.append_value(u.bytes);
@@ -266,6 +270,7 @@ impl StatsTable {
                 &mut c.evicted,
                 &mut c.expired,
                 &mut c.late,
+                &mut c.filtered_kernel,
                 &mut c.live_queries,
                 &mut c.history_rows,
                 &mut c.history_bytes,
@@ -281,6 +286,7 @@ impl StatsTable {
             for b in [&mut c.oldest, &mut c.newest, &mut c.disk_oldest, &mut c.gap_start, &mut c.gap_end] {
                 b.append_null();
             }
+            c.kernel_filter.append_null();
             rows += 1;
         }
         Ok(RecordBatch::try_new(self.schema.clone(), c.finish(rows))?)

@@ -25,6 +25,9 @@ pub struct TableStats {
     /// Events that reached the live reorder buffer after the watermark had
     /// passed them: left out of ordered live streams (still in history).
     pub late: AtomicU64,
+    /// Events the capture filter skipped in the kernel (from the kernel
+    /// programs' per-CPU counters).
+    pub filtered_kernel: AtomicU64,
 }
 
 /// All counters.
@@ -33,6 +36,9 @@ pub struct Stats {
     tables: [TableStats; TABLE_COUNT],
     /// Records whose kind was unknown or too short to have one.
     pub unknown_records: AtomicU64,
+    /// The capture filter, as one line, for each table it can skip events
+    /// of (`None`: the table's capture is whole).
+    kernel_filter: std::sync::RwLock<[Option<std::sync::Arc<str>>; TABLE_COUNT]>,
 }
 
 impl Stats {
@@ -45,6 +51,27 @@ impl Stats {
         for (t, n) in self.tables.iter().zip(lost) {
             t.lost_kernel.store(n, Relaxed);
         }
+    }
+
+    /// Stores the kernel's filter counters (totals).
+    pub fn set_kernel_filtered(&self, filtered: [u64; TABLE_COUNT]) {
+        for (t, n) in self.tables.iter().zip(filtered) {
+            t.filtered_kernel.store(n, Relaxed);
+        }
+    }
+
+    /// Records the capture filter of each table (one line; `None`: the
+    /// table's capture is whole).
+    pub fn set_kernel_filter(&self, per_table: [Option<String>; TABLE_COUNT]) {
+        let mut f = self.kernel_filter.write().unwrap_or_else(|e| e.into_inner());
+        for (slot, line) in f.iter_mut().zip(per_table) {
+            *slot = line.filter(|l| !l.is_empty()).map(Into::into);
+        }
+    }
+
+    /// The capture filter of table `t`, if its capture is filtered.
+    pub fn kernel_filter(&self, t: Table) -> Option<std::sync::Arc<str>> {
+        self.kernel_filter.read().unwrap_or_else(|e| e.into_inner())[t as usize].clone()
     }
 
     /// Events lost anywhere, all tables.

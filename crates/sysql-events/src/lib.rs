@@ -108,6 +108,43 @@ pub const PROTO_PGSQL: u8 = 2;
 pub const PROTO_MYSQL: u8 = 3;
 pub const PROTO_DNS: u8 = 4;
 
+/// The capture filter: dimensions (`struct sysql_filter`'s masks), the marks
+/// of a value in a dimension's map, and how many values a dimension holds.
+pub mod filter {
+    pub const COMM: u32 = 1;
+    pub const PID: u32 = 2;
+    pub const UID: u32 = 4;
+    pub const CGROUP: u32 = 8;
+    pub const PATH: u32 = 16;
+    pub const MARK_ONLY: u32 = 1;
+    pub const MARK_EXCLUDE: u32 = 2;
+    pub const VALUES: u32 = 1024;
+}
+
+/// Handlers of the kernel's syscall table (`sysql_syscalls`: syscall number
+/// to handler), read by the `sys_enter` / `sys_exit` pair; 0 is "not traced".
+pub mod handler {
+    /// Syscall numbers below this have a slot in the table.
+    pub const NR_MAX: u32 = 1024;
+    pub const OPEN: u32 = 1;
+    pub const OPENAT: u32 = 2;
+    pub const OPENAT2: u32 = 3;
+    pub const CREAT: u32 = 4;
+    pub const CONNECT: u32 = 5;
+    pub const ACCEPT: u32 = 6;
+    pub const ACCEPT4: u32 = 7;
+    pub const EXECVE: u32 = 8;
+    pub const EXECVEAT: u32 = 9;
+    pub const READ: u32 = 10;
+    pub const WRITE: u32 = 11;
+    pub const RECVFROM: u32 = 12;
+    pub const SENDTO: u32 = 13;
+    pub const RECVMSG: u32 = 14;
+    pub const SENDMSG: u32 = 15;
+    pub const READV: u32 = 16;
+    pub const WRITEV: u32 = 17;
+}
+
 /// Header flag: the path or filename was longer than its buffer.
 pub const F_PATH_TRUNCATED: u32 = 1 << 0;
 /// Header flag: more arguments or argument bytes than were captured.
@@ -449,4 +486,30 @@ mod layout_check {
     same!(PROTO_PGSQL as u64, C_SYSQL_PROTO_PGSQL);
     same!(PROTO_MYSQL as u64, C_SYSQL_PROTO_MYSQL);
     same!(PROTO_DNS as u64, C_SYSQL_PROTO_DNS);
+    same!(handler::NR_MAX as u64, C_SYSQL_NR_MAX);
+    same!(filter::COMM as u64, C_SYSQL_FILTER_COMM);
+    same!(filter::PID as u64, C_SYSQL_FILTER_PID);
+    same!(filter::UID as u64, C_SYSQL_FILTER_UID);
+    same!(filter::CGROUP as u64, C_SYSQL_FILTER_CGROUP);
+    same!(filter::PATH as u64, C_SYSQL_FILTER_PATH);
+    same!(filter::MARK_ONLY as u64, C_SYSQL_MARK_ONLY);
+    same!(filter::MARK_EXCLUDE as u64, C_SYSQL_MARK_EXCLUDE);
+    same!(filter::VALUES as u64, C_SYSQL_FILTER_VALUES);
+    same!(handler::OPEN as u64, C_SYSQL_H_OPEN);
+    same!(handler::OPENAT as u64, C_SYSQL_H_OPENAT);
+    same!(handler::OPENAT2 as u64, C_SYSQL_H_OPENAT2);
+    same!(handler::CREAT as u64, C_SYSQL_H_CREAT);
+    same!(handler::CONNECT as u64, C_SYSQL_H_CONNECT);
+    same!(handler::ACCEPT as u64, C_SYSQL_H_ACCEPT);
+    same!(handler::ACCEPT4 as u64, C_SYSQL_H_ACCEPT4);
+    same!(handler::EXECVE as u64, C_SYSQL_H_EXECVE);
+    same!(handler::EXECVEAT as u64, C_SYSQL_H_EXECVEAT);
+    same!(handler::READ as u64, C_SYSQL_H_READ);
+    same!(handler::WRITE as u64, C_SYSQL_H_WRITE);
+    same!(handler::RECVFROM as u64, C_SYSQL_H_RECVFROM);
+    same!(handler::SENDTO as u64, C_SYSQL_H_SENDTO);
+    same!(handler::RECVMSG as u64, C_SYSQL_H_RECVMSG);
+    same!(handler::SENDMSG as u64, C_SYSQL_H_SENDMSG);
+    same!(handler::READV as u64, C_SYSQL_H_READV);
+    same!(handler::WRITEV as u64, C_SYSQL_H_WRITEV);
 }

@@ -44,6 +44,9 @@ pub struct Prepared {
     pub kind: Kind,
     pub schema: SchemaRef,
     ticket: Ticket,
+    /// What a user should know before reading the result (see
+    /// `sysql_engine::query::Prepared::notices`).
+    pub notices: Vec<String>,
 }
 
 /// A query error from a status (its kind from its header).
@@ -134,7 +137,10 @@ impl AgentClient {
     pub async fn prepare(&self, sql: &str) -> Result<Prepared, QueryError> {
         let mut c = self.client();
         let info = c.execute(sql.to_string(), None).await.map_err(query_error)?;
-        let kind = kind_from(&info.app_metadata).unwrap_or(Kind::Bounded);
+        // the kind, then a notice per line
+        let mut lines = info.app_metadata.split(|b| *b == b'\n');
+        let kind = lines.next().and_then(kind_from).unwrap_or(Kind::Bounded);
+        let notices = lines.map(|l| String::from_utf8_lossy(l).into_owned()).collect();
         let schema: Schema =
             info.clone().try_decode_schema().map_err(|e| QueryError::new(ErrorKind::Execution, e.to_string()))?;
         let ticket = info
@@ -142,7 +148,7 @@ impl AgentClient {
             .first()
             .and_then(|e| e.ticket.clone())
             .ok_or_else(|| QueryError::new(ErrorKind::Execution, "the agent gave no ticket"))?;
-        Ok(Prepared { kind, schema: Arc::new(schema), ticket })
+        Ok(Prepared { kind, schema: Arc::new(schema), ticket, notices })
     }
 
     /// Runs a prepared statement; dropping the stream stops it on the agent.

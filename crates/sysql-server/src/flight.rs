@@ -131,7 +131,7 @@ impl FlightSqlService for FlightSql {
             .map_err(|e| Status::internal(e.to_string()))?
             .with_endpoint(endpoint)
             .with_descriptor(request.into_inner())
-            .with_app_metadata(kind_name(prepared.kind()).as_bytes().to_vec());
+            .with_app_metadata(statement_metadata(&prepared));
         Ok(Response::new(info))
     }
 
@@ -185,4 +185,15 @@ pub async fn serve(
         .add_service(service)
         .serve_with_incoming_shutdown(crate::uds::incoming(listener, allowed), shutdown)
         .await
+}
+
+/// A prepared statement's answer, besides its schema: its kind, then its
+/// notices, a line each.
+fn statement_metadata(prepared: &sysql_engine::query::Prepared) -> Vec<u8> {
+    let mut text = kind_name(prepared.kind()).to_string();
+    for notice in prepared.notices() {
+        text.push('\n');
+        text.push_str(&notice.replace('\n', " "));
+    }
+    text.into_bytes()
 }

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use sysql_capture::{Capture, CaptureConfig, SetupError};
+use sysql_capture::{Capture, CaptureConfig, CaptureFilter, Links, SetupError};
 use sysql_engine::query::{Policy, QueryError, QuerySession};
 use sysql_engine::redact::ArgvRedaction;
 use sysql_engine::{Engine, EngineConfig, Ingest};
@@ -24,7 +24,15 @@ pub struct Running {
     pub since: SystemTime,
     /// Tracepoints attached.
     pub tracepoints: usize,
+    /// Syscalls traced (by the syscall table; with per-syscall
+    /// tracepoints, 0).
+    pub syscalls: usize,
+    /// The capture filter, one line (empty: none).
+    pub filter: String,
     requester: mpsc::Sender<Request>,
+    /// The programs' attachments: dropped with the capture (all detached at
+    /// once, in about one RCU grace period), while the reader reads on.
+    _links: Option<Links>,
 }
 
 /// What the reader is asked: read what the ring holds, then reply.
@@ -59,7 +67,15 @@ impl Running {
 
     /// The line that tells a user (and a script) that capture is complete.
     pub fn capturing_line(&self) -> String {
-        format!("capturing since {} ({} tracepoints)", clock_text(self.since), self.tracepoints)
+        let syscalls = match self.syscalls {
+            0 => String::new(),
+            n => format!(", {n} syscalls"),
+        };
+        let filter = match self.filter.as_str() {
+            "" => String::new(),
+            f => format!("; kernel filter: {f}"),
+        };
+        format!("capturing since {} ({} tracepoints{syscalls}){filter}", clock_text(self.since), self.tracepoints)
     }
 }
 
@@ -106,13 +122,22 @@ pub fn start_with(
     let ring_bytes = u32::try_from(ring_size)
         .map_err(|_| SetupError::Config(format!("ring buffer size {ring_size} is larger than 2 GiB")))?;
     let snap_len = u32::try_from(args.snap_len).unwrap_or(u32::MAX);
-    let config = CaptureConfig { ring_bytes, payloads: !args.no_payload, snap_len, ..CaptureConfig::default() };
+    let filter = CaptureFilter::parse(&args.capture_only, &args.capture_exclude).map_err(SetupError::Config)?;
+    let config = CaptureConfig {
+        ring_bytes,
+        payloads: !args.no_payload,
+        snap_len,
+        filter: filter.clone(),
+        ..CaptureConfig::default()
+    };
     // AsyncFd registration needs the runtime's reactor.
-    let capture = rt.block_on(async { Capture::start(&config) })?;
+    let mut capture = rt.block_on(async { Capture::start(&config) })?;
+    let links = capture.take_links();
     let engine = match store {
         Some(store) => Engine::with_store(engine_config, store),
         None => Engine::new(engine_config),
     };
+    engine.stats().set_kernel_filter(filter.describe_tables());
     let (requester, requests) = mpsc::channel(16);
     let syncs = requester.clone();
     engine.set_sync(Box::new(move || {
@@ -125,6 +150,7 @@ pub fn start_with(
         })
     }));
     let tracepoints = capture.tracepoints().len();
+    let syscalls = capture.syscalls_traced().len();
     let since = SystemTime::now();
     let ingest = engine.ingest();
     rt.spawn(async move {
@@ -132,7 +158,7 @@ pub fn start_with(
             eprintln!("sysql: capture stopped: {e:#}");
         }
     });
-    Ok(Running { engine, since, tracepoints, requester })
+    Ok(Running { engine, since, tracepoints, syscalls, filter: filter.describe(), requester, _links: links })
 }
 
 async fn read_loop(
@@ -164,12 +190,14 @@ async fn read_loop(
                     ingest.flush();
                 }
                 stats.set_kernel_lost(capture.kernel_lost()?);
+                stats.set_kernel_filtered(capture.kernel_filtered()?);
                 let _ = request.reply.send(());
             }
         }
         ingest.tick(now_ns());
         if last_loss.elapsed() >= LOSS_REFRESH {
             stats.set_kernel_lost(capture.kernel_lost()?);
+            stats.set_kernel_filtered(capture.kernel_filtered()?);
             last_loss = std::time::Instant::now();
         }
     }

@@ -43,6 +43,14 @@ impl Pending {
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
     }
+
+    /// What a user should know before reading the result, a line each.
+    pub fn notices(&self) -> &[String] {
+        match &self.inner {
+            PendingInner::Embedded(p) => p.notices(),
+            PendingInner::Agent(p) => &p.notices,
+        }
+    }
 }
 
 /// A running statement's rows. Dropping it stops the statement.

@@ -60,6 +60,18 @@ pub struct Args {
     #[arg(long, global = true)]
     pub no_payload: bool,
 
+    /// Capture only events that match: KEY=VALUE with KEY one of comm, pid,
+    /// uid, cgroup (an id or a cgroup v2 path), path (a prefix of an open's
+    /// path) or syscall. Repeat it: values of one key are alternatives, keys
+    /// must all match. The kernel skips the rest before copying anything,
+    /// and counts them in sysql_stats.filtered_kernel.
+    #[arg(long, value_name = "KEY=VALUE", global = true)]
+    pub capture_only: Vec<String>,
+
+    /// Skip events that match (KEY=VALUE, as --capture-only), in the kernel.
+    #[arg(long, value_name = "KEY=VALUE", global = true)]
+    pub capture_exclude: Vec<String>,
+
     /// Payload bytes copied from each socket send or receive (at most 4KiB);
     /// longer messages are cut and flagged `truncated`.
     #[arg(long, value_name = "BYTES", default_value = "4KiB", value_parser = parse_size, global = true)]

@@ -123,6 +123,9 @@ async fn run_statement(
         p = backend.prepare(statement) => p?,
         _ = signals.after(since, opts.cancel_on) => return Err(ExecError::Cancelled),
     };
+    for notice in pending.notices() {
+        eprintln!("sysql: warning: {notice}");
+    }
     let bounded = matches!(pending.kind(), Kind::Bounded);
     if let (true, Some(until)) = (bounded, opts.until) {
         tokio::select! {

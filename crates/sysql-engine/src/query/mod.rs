@@ -73,6 +73,7 @@ pub struct Prepared {
     kind: Kind,
     schema: SchemaRef,
     body: Body,
+    notices: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -89,6 +90,13 @@ impl Prepared {
     /// The columns of the result.
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
+    }
+
+    /// What a user should know before reading the result, one line each:
+    /// a table it reads whose capture the kernel filtered (its missing rows
+    /// were never captured, by choice).
+    pub fn notices(&self) -> &[String] {
+        &self.notices
     }
 
     /// The types of the statement's parameters (`$1`, `$2`, ...), in
@@ -132,7 +140,12 @@ impl Prepared {
                     Kind::Command => self.schema,
                     _ => Arc::new(plan.schema().as_arrow().clone()),
                 };
-                Ok(Prepared { kind: self.kind, schema, body: Body::Plan { plan, live_inputs, set } })
+                Ok(Prepared {
+                    kind: self.kind,
+                    schema,
+                    body: Body::Plan { plan, live_inputs, set },
+                    notices: self.notices,
+                })
             }
             Body::Window(_) => Err(QueryError::new(ErrorKind::Plan, "a windowed statement takes no parameters")),
         }
@@ -305,7 +318,8 @@ impl QuerySession {
             let plan = ctx.state().create_logical_plan(&q.sql).await.map_err(|e| self.error(&e))?;
             self.policy.check_plan(&plan)?;
             let schema = Arc::new(plan.schema().as_arrow().clone());
-            return Ok(Prepared { kind: Kind::Window, schema, body: Body::Window(Box::new(q)) });
+            let notices = self.filter_notices(&[q.table]);
+            return Ok(Prepared { kind: Kind::Window, schema, body: Body::Window(Box::new(q)), notices });
         }
         let plan = self.ctx.state().statement_to_plan(statement).await.map_err(|e| self.error(&e))?;
         let set = self.policy.check_plan(&plan)?;
@@ -321,7 +335,24 @@ impl QuerySession {
             Kind::Command => Arc::new(Schema::empty()),
             _ => Arc::new(plan.schema().as_arrow().clone()),
         };
-        Ok(Prepared { kind, schema, body: Body::Plan { plan, live_inputs, set } })
+        let notices = self.filter_notices(&tables_read(&plan));
+        Ok(Prepared { kind, schema, body: Body::Plan { plan, live_inputs, set }, notices })
+    }
+
+    /// A notice for each table in `tables` whose capture is filtered.
+    fn filter_notices(&self, tables: &[crate::Table]) -> Vec<String> {
+        let stats = self.engine.stats();
+        tables
+            .iter()
+            .filter_map(|t| {
+                stats.kernel_filter(*t).map(|f| {
+                    format!(
+                        "{}: its capture is filtered in the kernel ({f}): events outside the filter were never captured",
+                        t.name()
+                    )
+                })
+            })
+            .collect()
     }
 
     /// Runs a prepared statement. A bounded statement first waits for every
@@ -366,7 +397,14 @@ impl QuerySession {
                         None => stream,
                     }
                 } else {
-                    execute_stream(physical, task).map_err(|e| self.error(&e))?
+                    let stream = execute_stream(physical, task).map_err(|e| self.error(&e))?;
+                    match &plan {
+                        LogicalPlan::Explain(_) if !prepared.notices.is_empty() => {
+                            explain_with_filters(stream, self.kernel_filter_rows(&tables_read(&plan)))
+                                .map_err(|e| self.error(&e))?
+                        }
+                        _ => stream,
+                    }
                 }
             }
             Body::Window(q) => {
@@ -419,6 +457,12 @@ impl QuerySession {
             engine: self.engine.clone(),
             qualifier: self.qualifier.clone(),
         })
+    }
+
+    /// `(table, filter)` for each table in `tables` whose capture is filtered.
+    fn kernel_filter_rows(&self, tables: &[crate::Table]) -> Vec<(String, String)> {
+        let stats = self.engine.stats();
+        tables.iter().filter_map(|t| stats.kernel_filter(*t).map(|f| (t.name().to_string(), f.to_string()))).collect()
     }
 
     /// Prepares and runs exactly one statement.
@@ -590,6 +634,51 @@ pub(crate) fn private_context(state: &SessionState) -> Result<(SessionContext, A
     list.register_catalog(PRIVATE_CATALOG.into(), Arc::new(catalog));
     let state = SessionStateBuilder::new_from_existing(state.clone()).with_catalog_list(Arc::new(list)).build();
     Ok((SessionContext::new_with_state(state), private))
+}
+
+/// The event tables a plan reads (history or live), directly, in a
+/// subquery or through a view, each once.
+fn tables_read(plan: &LogicalPlan) -> Vec<crate::Table> {
+    let mut out = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        let scanned = match node {
+            LogicalPlan::TableScan(scan) => {
+                if let Ok(provider) = source_as_provider(&scan.source) {
+                    if let Some(view) = provider.downcast_ref::<ViewTable>() {
+                        out.extend(tables_read(view.logical_plan()));
+                    }
+                }
+                crate::Table::ALL.into_iter().find(|t| t.name() == scan.table_name.table())
+            }
+            _ => None,
+        };
+        out.extend(scanned);
+        Ok(TreeNodeRecursion::Continue)
+    });
+    let mut unique = Vec::new();
+    for t in out {
+        if !unique.contains(&t) {
+            unique.push(t);
+        }
+    }
+    unique
+}
+
+/// EXPLAIN's rows, then one `kernel_filter` row per filtered table.
+fn explain_with_filters(
+    stream: SendableRecordBatchStream,
+    filters: Vec<(String, String)>,
+) -> datafusion::error::Result<SendableRecordBatchStream> {
+    use datafusion::arrow::array::StringArray;
+    let schema = stream.schema();
+    let kinds: Vec<String> = filters.iter().map(|_| "kernel_filter".to_string()).collect();
+    let lines: Vec<String> = filters.iter().map(|(t, f)| format!("{t}: {f}")).collect();
+    let extra = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(StringArray::from(kinds)), Arc::new(StringArray::from(lines))],
+    )?;
+    let tail = futures::stream::once(async move { Ok(extra) });
+    Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream.chain(tail))))
 }
 
 /// True if the plan scans a live table, directly, in a subquery or through
