@@ -47,7 +47,8 @@ pub fn compile_probe(dir: &TempDir) -> PathBuf {
     exe
 }
 
-/// The statements of the README's tour, as typed at the `sysql>` prompt.
+/// The statements of the README's tour, as typed at the `sysql>` prompt
+/// (without the backslash commands).
 pub fn readme_tour() -> Vec<String> {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
     let mut statements = Vec::new();
@@ -55,7 +56,8 @@ pub fn readme_tour() -> Vec<String> {
     for line in readme.lines() {
         let body = line.strip_prefix("sysql> ").or_else(|| line.strip_prefix("   ->  "));
         let Some(body) = body else { continue };
-        if body.starts_with("--") {
+        // Comments, and the shell's own commands (`\chart`), are no SQL.
+        if body.starts_with("--") || body.starts_with('\\') {
             continue;
         }
         current.push_str(body);
