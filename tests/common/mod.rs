@@ -47,7 +47,8 @@ pub fn compile_probe(dir: &TempDir) -> PathBuf {
     exe
 }
 
-/// The statements of the README's tour, as typed at the `sysql>` prompt.
+/// The statements of the README's tour, as typed at the `sysql>` prompt
+/// (without the backslash commands).
 pub fn readme_tour() -> Vec<String> {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
     let mut statements = Vec::new();
@@ -55,7 +56,8 @@ pub fn readme_tour() -> Vec<String> {
     for line in readme.lines() {
         let body = line.strip_prefix("sysql> ").or_else(|| line.strip_prefix("   ->  "));
         let Some(body) = body else { continue };
-        if body.starts_with("--") {
+        // Comments, and the shell's own commands (`\chart`), are no SQL.
+        if body.starts_with("--") || body.starts_with('\\') {
             continue;
         }
         current.push_str(body);
@@ -118,10 +120,17 @@ pub struct Typist {
 }
 
 impl Typist {
-    pub fn spawn(mut cmd: std::process::Command) -> Typist {
+    /// At a terminal of 80 columns and 24 rows.
+    pub fn spawn(cmd: std::process::Command) -> Typist {
+        Typist::spawn_sized(cmd, 80, 24)
+    }
+
+    /// At a terminal of `columns` and `rows`.
+    pub fn spawn_sized(mut cmd: std::process::Command, columns: u16, rows: u16) -> Typist {
         use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
         use std::io::Read;
-        let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
+        let size = nix::pty::Winsize { ws_row: rows, ws_col: columns, ws_xpixel: 0, ws_ypixel: 0 };
+        let pty = nix::pty::openpty(Some(&size), None).expect("a pseudo-terminal");
         let mut attrs = tcgetattr(&pty.slave).unwrap();
         attrs.local_flags.remove(LocalFlags::ECHO);
         tcsetattr(&pty.slave, SetArg::TCSANOW, &attrs).unwrap();
@@ -179,11 +188,28 @@ impl Typist {
         self.keyboard.write_all(b"\r").unwrap();
     }
 
+    /// Presses Ctrl-C (sends SIGINT, as the terminal's driver would).
+    pub fn interrupt(&self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    }
+
+    /// What the shell printed on stdout after the last mark so far.
+    pub fn since_mark(&self) -> String {
+        String::from_utf8_lossy(&self.seen[self.mark..]).into_owned()
+    }
+
     /// Types `\q` at the next prompt and returns the exit status, stdout
     /// and stderr.
     pub fn quit(mut self) -> (std::process::ExitStatus, String, String) {
-        use std::io::Read;
         self.line("\\q");
+        self.finish()
+    }
+
+    /// Waits for the shell to end and returns the exit status, stdout and
+    /// stderr.
+    pub fn finish(mut self) -> (std::process::ExitStatus, String, String) {
+        use std::io::Read;
         let mut err = String::new();
         self.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
         let status = self.child.wait().unwrap();

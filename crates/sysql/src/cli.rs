@@ -16,13 +16,29 @@ pub struct Args {
     #[command(subcommand)]
     pub subcommand: Option<Subcommand>,
 
-    /// Run this SQL (one or more `;`-separated statements) and exit.
-    #[arg(short = 'c', long = "command", value_name = "SQL", conflicts_with = "file")]
-    pub command: Option<String>,
+    /// Run this SQL (one or more `;`-separated statements) and exit;
+    /// repeatable, and run in order with the -f files.
+    #[arg(short = 'c', long = "command", value_name = "SQL")]
+    pub command: Vec<String>,
 
-    /// Run the statements in this file and exit.
+    /// Run the statements in this file (`-` for standard input) and exit;
+    /// repeatable, and run in order with the -c texts.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
-    pub file: Option<PathBuf>,
+    pub file: Vec<PathBuf>,
+
+    /// The -c texts and -f files in the order they were given (filled by
+    /// [`Args::parse_ordered`]).
+    #[arg(skip)]
+    pub scripts: Vec<Script>,
+
+    /// Quiet: no banner and no "N row(s) fetched" footers.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    /// Write no shell history (none is written either when input is not a
+    /// terminal).
+    #[arg(long)]
+    pub no_history: bool,
 
     /// With -c or -f: capture for this long first (e.g. 500ms, 5s, 2m, 1h).
     #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
@@ -32,7 +48,8 @@ pub struct Args {
     #[arg(long, value_name = "FORMAT", default_value = "table")]
     pub format: Format,
 
-    /// Print at most this many rows of a result (table format).
+    /// Print at most this many rows of a result (table format); the shell's
+    /// default is 40 (`\maxrows` changes it), -c and -f print every row.
     #[arg(long, value_name = "N")]
     pub maxrows: Option<usize>,
 
@@ -124,6 +141,42 @@ pub struct Args {
     /// (1 is as recorded); by default as fast as the query takes rows.
     #[arg(long, value_name = "SPEED", requires = "data")]
     pub pace: Option<f64>,
+}
+
+/// One `-c` text or `-f` file, in command-line order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Script {
+    Sql(String),
+    File(PathBuf),
+}
+
+impl Args {
+    /// Parses the process's arguments, keeping the order of `-c` and `-f`
+    /// (as psql runs them).
+    pub fn parse_ordered() -> Args {
+        Self::parse_ordered_from(std::env::args_os())
+    }
+
+    /// [`Args::parse_ordered`] over `argv`; exits with clap's message on a
+    /// bad option.
+    pub fn parse_ordered_from<I, T>(argv: I) -> Args
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Args::command().get_matches_from(argv);
+        let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let at = |id: &str| matches.indices_of(id).map(|i| i.collect::<Vec<_>>()).unwrap_or_default();
+        let mut scripts: Vec<(usize, Script)> = at("command")
+            .into_iter()
+            .zip(args.command.iter().cloned().map(Script::Sql))
+            .chain(at("file").into_iter().zip(args.file.iter().cloned().map(Script::File)))
+            .collect();
+        scripts.sort_by_key(|(index, _)| *index);
+        args.scripts = scripts.into_iter().map(|(_, script)| script).collect();
+        args
+    }
 }
 
 /// Where the agent's socket is by default.
@@ -355,6 +408,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn scripts_keep_their_order() {
+        let args = Args::parse_ordered_from(["sysql", "-f", "a.sql", "-c", "SELECT 1", "-f", "-", "-c", "SELECT 2"]);
+        assert_eq!(
+            args.scripts,
+            vec![
+                Script::File("a.sql".into()),
+                Script::Sql("SELECT 1".into()),
+                Script::File("-".into()),
+                Script::Sql("SELECT 2".into()),
+            ]
+        );
     }
 
     #[test]

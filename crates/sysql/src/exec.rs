@@ -6,8 +6,10 @@
 
 use std::fmt;
 use std::io::Write;
+use std::sync::Mutex;
 use std::time::Instant;
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 use sysql_engine::query::{ErrorKind, Kind, QueryError};
@@ -16,6 +18,7 @@ use crate::backend::{Backend, Rows};
 use crate::print::{Printer, StreamPrinter};
 use crate::signals::{Counts, Sig, Signals};
 use crate::status::StatusLine;
+use crate::terminal::Pager;
 
 /// Stack for threads that plan and run statements (reserved, not used
 /// until touched): even text that is one long operator chain fits.
@@ -80,12 +83,23 @@ pub struct RunOptions<'a> {
     pub since: Counts,
     /// The signals that cancel a running statement.
     pub cancel_on: &'a [Sig],
+    /// Shows a `table` result taller than the screen (the shell at a terminal).
+    pub pager: Option<&'a Pager>,
+    /// Where the last bounded result is kept (the shell's `\chart` and `\watch`).
+    pub keep: Option<&'a Mutex<Option<Kept>>>,
+}
+
+/// A bounded result, kept after it was printed.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
 }
 
 impl<'a> RunOptions<'a> {
     /// No deadline; Ctrl-C cancels the running statement.
     pub fn interactive(signals: &'a Signals) -> Self {
-        RunOptions { signals, until: None, since: signals.now(), cancel_on: &[Sig::Interrupt] }
+        RunOptions { signals, until: None, since: signals.now(), cancel_on: &[Sig::Interrupt], pager: None, keep: None }
     }
 }
 
@@ -158,6 +172,7 @@ async fn bounded_result(
     start: Instant,
 ) -> Result<usize, ExecError> {
     let table = printer.format == crate::print::Format::Table;
+    let hold = table || opts.keep.is_some();
     let mut held: Vec<RecordBatch> = Vec::new();
     let mut streamed = StreamPrinter::new(printer, rows.schema.clone());
     let mut count = 0;
@@ -169,21 +184,29 @@ async fn bounded_result(
         let Some(batch) = next else { break };
         let batch = batch?;
         count += batch.num_rows();
-        if table {
+        if hold {
             if let Some(r) = rows.reservation.as_mut() {
                 r.try_grow(batch.get_array_memory_size()).map_err(|e| QueryError::from_datafusion(&e, ""))?;
             }
-            held.push(batch);
-        } else {
+            held.push(batch.clone());
+        }
+        if !table {
             streamed.push(out, &batch)?;
         }
     }
     if table {
-        printer.print_batches(out, &rows.schema, &held)?;
+        let text = printer.render(&rows.schema, &held)?;
+        match opts.pager {
+            Some(pager) if pager.needed(&text) => pager.show(&text, out).map_err(ExecError::Output)?,
+            _ => out.write_all(&text).and_then(|()| out.flush()).map_err(ExecError::Output)?,
+        }
     } else {
         streamed.finish(out)?;
     }
     printer.print_footer(out, count, start.elapsed())?;
+    if let Some(keep) = opts.keep {
+        *keep.lock().unwrap_or_else(|e| e.into_inner()) = Some(Kept { schema: rows.schema.clone(), batches: held });
+    }
     Ok(count)
 }
 
@@ -217,6 +240,9 @@ async fn stream(
                     status.clear();
                     printer_state.push(out, &batch)?;
                     status.rows(batch.num_rows());
+                    if rows.kind == Kind::Window {
+                        window_events(&batch).into_iter().for_each(|n| status.window(n));
+                    }
                 }
                 Some(Err(e)) => break Err(ExecError::Sql(e)),
                 None => break Ok(()),
@@ -233,6 +259,34 @@ async fn stream(
     let count = printer_state.rows();
     printer.print_footer(out, count, start.elapsed())?;
     outcome.map(|()| count)
+}
+
+/// The events a window query's batch counted, per window: the sum of its
+/// first integer column (a `count(*)`) over the rows of each `window_start`;
+/// nothing without such a column.
+fn window_events(batch: &RecordBatch) -> Vec<u64> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::{DataType, UInt64Type};
+    let schema = batch.schema();
+    let fields = schema.fields();
+    let Some(count) = fields.iter().position(|f| f.data_type().is_integer() && f.name() != "window_lost") else {
+        return Vec::new();
+    };
+    let Ok(counts) = datafusion::arrow::compute::cast(batch.column(count), &DataType::UInt64) else {
+        return Vec::new();
+    };
+    let counts = counts.as_primitive::<UInt64Type>();
+    let starts = schema.index_of("window_start").ok().map(|i| batch.column(i).clone());
+    let mut out: Vec<u64> = Vec::new();
+    for row in 0..batch.num_rows() {
+        let n = if counts.is_null(row) { 0 } else { counts.value(row) };
+        let same = row > 0 && starts.as_ref().is_some_and(|s| s.slice(row, 1) == s.slice(row - 1, 1));
+        match out.last_mut() {
+            Some(last) if same => *last += n,
+            _ => out.push(n),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -254,7 +308,7 @@ mod tests {
     }
 
     fn csv_printer() -> Printer {
-        Printer { format: Format::Csv, maxrows: None, timing: false }
+        Printer { format: Format::Csv, ..Printer::default() }
     }
 
     async fn run(backend: &Backend, sql: &str) -> (Result<usize, ExecError>, String) {

@@ -34,8 +34,8 @@ pub fn main(args: cli::Args) -> ExitCode {
         Some(cli::Subcommand::PgPassword(_)) => unreachable!("handled first"),
         None => (None, None),
     };
-    let script = match oneshot::script(&args) {
-        Ok(script) => script,
+    let script = match oneshot::scripts(&args) {
+        Ok(scripts) => scripts,
         Err(code) => return code,
     };
     if library.is_none() {
@@ -87,6 +87,7 @@ pub fn main(args: cli::Args) -> ExitCode {
         "; no agent running, so history starts now (sysql agent keeps it all the time)"
     };
     eprintln!("sysql: {}{whence}", running.capturing_line());
+    let connection = format!("in this process (embedded), {}{whence}", running.capturing_line());
     // The reader task runs on a thread of its own, the rest on the runtime in `run`.
     let reader = std::thread::Builder::new()
         .name("sysql-reader".into())
@@ -97,7 +98,7 @@ pub fn main(args: cli::Args) -> ExitCode {
         std::thread::Builder::new()
             .name("sysql".into())
             .stack_size(exec::STACK_BYTES)
-            .spawn(move || run(args, running, library, script, signals, since))
+            .spawn(move || run(args, running, library, script, signals, since, connection))
     });
     match main.map(|t| t.join()) {
         Ok(Ok(code)) => code,
@@ -121,7 +122,7 @@ enum Mode {
     Recording(PathBuf),
 }
 
-fn client(args: cli::Args, mode: Mode, script: Option<String>, signals: Signals, since: Counts) -> ExitCode {
+fn client(args: cli::Args, mode: Mode, script: Vec<String>, signals: Signals, since: Counts) -> ExitCode {
     let Mode::Recording(dir) = mode;
     let store = match sysql_engine::store::Store::open_read_only(&dir) {
         Ok(store) => store,
@@ -155,7 +156,7 @@ fn client(args: cli::Args, mode: Mode, script: Option<String>, signals: Signals,
 fn run_client(
     args: cli::Args,
     backend: backend::Backend,
-    script: Option<String>,
+    script: Vec<String>,
     signals: Signals,
     since: Counts,
     banner: Option<String>,
@@ -173,17 +174,10 @@ fn run_client(
         backend::Backend::Embedded(_) => String::new(),
     });
     eprintln!("sysql: {banner}");
-    let main = std::thread::Builder::new().name("sysql".into()).stack_size(exec::STACK_BYTES).spawn(move || {
-        let printer = print::Printer { format: args.format, maxrows: args.maxrows, timing: true };
-        if let Some(sql) = script {
-            return oneshot::run(&rt, &backend, &sql, &args, &printer, &signals, since);
-        }
-        let opts = repl::ReplOptions { history_path: args.history_file.clone(), printer };
-        match repl::run(&rt, backend, opts, &signals) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => exit::setup(format!("{e:#}")),
-        }
-    });
+    let main = std::thread::Builder::new()
+        .name("sysql".into())
+        .stack_size(exec::STACK_BYTES)
+        .spawn(move || front_end(&rt, args, backend, script, &signals, since, banner));
     match main.map(|t| t.join()) {
         Ok(Ok(code)) => code,
         _ => ExitCode::from(exit::SETUP_ERROR),
@@ -194,9 +188,10 @@ fn run(
     args: cli::Args,
     running: app::Running,
     library: Option<schedule::library::Library>,
-    script: Option<String>,
+    script: Vec<String>,
     signals: Signals,
     since: Counts,
+    connection: String,
 ) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
@@ -210,13 +205,38 @@ fn run(
         Err(e) => return exit::setup(e),
     };
     let backend = backend::Backend::Embedded(session);
-    let printer = print::Printer { format: args.format, maxrows: args.maxrows, timing: true };
-    if let Some(sql) = script {
-        return oneshot::run(&rt, &backend, &sql, &args, &printer, &signals, since);
+    front_end(&rt, args, backend, script, &signals, since, connection)
+}
+
+/// Runs the `-c`/`-f` texts, or else the shell; `connection` says where
+/// statements run (for `\conninfo`).
+fn front_end(
+    rt: &tokio::runtime::Runtime,
+    args: cli::Args,
+    backend: backend::Backend,
+    script: Vec<String>,
+    signals: &Signals,
+    since: Counts,
+    connection: String,
+) -> ExitCode {
+    let printer = print::Printer {
+        format: args.format,
+        maxrows: args.maxrows,
+        quiet: args.quiet,
+        // Timing is off by default, as in psql; `\timing` turns it on.
+        timing: false,
+        ..print::Printer::default()
+    };
+    if !script.is_empty() {
+        return oneshot::run(rt, &backend, &script, &args, &printer, signals, since);
     }
-    let opts = repl::ReplOptions { history_path: args.history_file.clone(), printer };
-    match repl::run(&rt, backend, opts, &signals) {
-        Ok(()) => ExitCode::SUCCESS,
+    // The shell shows a screenful, as DuckDB's does; --maxrows or \maxrows change it.
+    let printer = print::Printer { maxrows: args.maxrows.or(Some(repl::DEFAULT_MAXROWS)), ..printer };
+    let history_path = if args.no_history { Some(PathBuf::new()) } else { args.history_file.clone() };
+    let opts = repl::ReplOptions { history_path, printer, quiet: args.quiet, connection };
+    match repl::run(rt, backend, opts, signals) {
+        Ok(repl::Ended::Quit) => ExitCode::SUCCESS,
+        Ok(repl::Ended::Failed) => ExitCode::from(exit::SQL_ERROR),
         Err(e) => exit::setup(format!("{e:#}")),
     }
 }

@@ -3,13 +3,15 @@
 //! says where statements run, `exec` runs statement text and prints it
 //! (`print`), `repl` is the shell, `oneshot` the `-c`/`-f` mode, `schedule`
 //! runs saved queries on their schedules, `launch` the start-up order,
-//! `signals` takes the signals, `exit` the exit statuses, `cli` the
+//! `signals` takes the signals, `terminal` the
+//! terminal's size and the pager, `chart` bars and sparklines, `exit` the exit statuses, `cli` the
 //! arguments, `bench_pipeline` the hidden pipeline micro-benchmark.
 
 pub mod agent;
 pub mod app;
 pub mod backend;
 pub mod bench_pipeline;
+pub mod chart;
 pub mod cli;
 pub mod exec;
 pub mod exit;
@@ -21,3 +23,4 @@ pub mod repl;
 pub mod schedule;
 pub mod signals;
 pub mod status;
+pub mod terminal;

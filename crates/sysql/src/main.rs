@@ -2,9 +2,8 @@
 //! in `cli`, start-up in `launch`, capture wiring in `app`, the shell in
 //! `repl`, one-shot runs in `oneshot`, saved queries in `schedule`.
 
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    sysql::launch::main(sysql::cli::Args::parse())
+    sysql::launch::main(sysql::cli::Args::parse_ordered())
 }

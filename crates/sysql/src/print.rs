@@ -79,21 +79,59 @@ impl fmt::Display for Format {
     }
 }
 
+/// When `table` output shows each row as a record of `name | value` lines (psql's `\x`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Expanded {
+    /// Rows across, always.
+    #[default]
+    Off,
+    /// Records, always.
+    On,
+    /// Records when a row is wider than the terminal ([`Printer::width`]).
+    Auto,
+}
+
+impl fmt::Display for Expanded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Expanded::Off => "off",
+            Expanded::On => "on",
+            Expanded::Auto => "auto",
+        })
+    }
+}
+
 /// Prints query results in one [`Format`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Printer {
     /// The output format.
     pub format: Format,
-    /// At most this many rows are shown in `table` format for a bounded result; the footer still
-    /// counts them all. Machine formats and streamed (live) results always show every row.
+    /// At most this many rows are shown in `table` format for a bounded result; a line under the
+    /// table says how many were not. Machine formats and streamed (live) results show every row.
     pub maxrows: Option<usize>,
     /// Whether the footer includes the elapsed time.
     pub timing: bool,
+    /// No "N row(s) fetched" footer at all (`-q`).
+    pub quiet: bool,
+    /// Rows across or as records, in `table` format.
+    pub expanded: Expanded,
+    /// How a NULL shows in `table` format (machine formats have their own).
+    pub null: String,
+    /// The terminal's width in columns, when output goes to one (for [`Expanded::Auto`]).
+    pub width: Option<usize>,
 }
 
 impl Default for Printer {
     fn default() -> Self {
-        Printer { format: Format::Table, maxrows: None, timing: true }
+        Printer {
+            format: Format::Table,
+            maxrows: None,
+            timing: false,
+            quiet: false,
+            expanded: Expanded::Off,
+            null: "NULL".into(),
+            width: None,
+        }
     }
 }
 
@@ -139,13 +177,37 @@ impl Printer {
             // The pretty printer takes its header from the first batch.
             visible.push(RecordBatch::new_empty(schema.clone()));
         }
-        let options = format_options(Format::Table);
-        let table = pretty_format_batches_with_options(&visible, &options)?;
-        let mut text = format!("{table}\n");
+        let options = self.format_options();
+        let mut text = String::new();
+        let across = match self.expanded {
+            Expanded::On => None,
+            Expanded::Off | Expanded::Auto => Some(pretty_format_batches_with_options(&visible, &options)?.to_string()),
+        };
+        match across {
+            Some(table) if !self.too_wide(&table) => {
+                text.push_str(&table);
+                text.push('\n');
+            }
+            _ => text.push_str(&records(schema, &visible, &options, 0)?),
+        }
         if shown < total {
-            text.push_str(&format!("(first {shown} of {total} rows shown)\n"));
+            let hidden = total - shown;
+            let rows = if hidden == 1 { "row" } else { "rows" };
+            text.push_str(&format!("({hidden} more {rows} not shown, {total} in all)\n"));
         }
         Ok(text.into_bytes())
+    }
+
+    /// Whether a table whose first line is that of `table` is wider than the terminal, with
+    /// [`Expanded::Auto`].
+    fn too_wide(&self, table: &str) -> bool {
+        let width = table.lines().next().map_or(0, |l| l.chars().count());
+        self.expanded == Expanded::Auto && self.width.is_some_and(|w| width > w)
+    }
+
+    /// Arrow display options for `table` output: [`Printer::null`] for NULLs.
+    fn format_options(&self) -> FormatOptions<'_> {
+        format_options(Format::Table).with_null(&self.null)
     }
 
     /// The footer line, without a newline: "N row(s) fetched. Elapsed X.XXX seconds.", or only
@@ -160,6 +222,9 @@ impl Printer {
 
     /// Writes the footer: to `out` in `table` format, to stderr in the machine formats.
     pub fn print_footer(&self, out: &mut dyn Write, rows: usize, elapsed: Duration) -> Result<()> {
+        if self.quiet {
+            return Ok(());
+        }
         let line = self.footer(rows, elapsed);
         if self.format == Format::Table {
             writeln!(out, "{line}\n")?;
@@ -172,16 +237,63 @@ impl Printer {
 }
 
 /// Arrow display options shared by all formats; only the null marker differs.
-fn format_options(format: Format) -> FormatOptions<'static> {
+fn format_options<'a>(format: Format) -> FormatOptions<'a> {
     let null = if format == Format::Table { "NULL" } else { "" };
     FormatOptions::new().with_display_error(true).with_null(null).with_timestamp_format(Some(NAIVE_TIMESTAMP_FORMAT))
 }
 
+/// Prints rows as records, psql's expanded display: for each row a line `-[ RECORD n ]` and a
+/// `name | value` line per column, names aligned. `first` is the number of rows before these.
+fn records(schema: &SchemaRef, batches: &[RecordBatch], options: &FormatOptions<'_>, first: usize) -> Result<String> {
+    let names: Vec<&String> = schema.fields().iter().map(|f| f.name()).collect();
+    let name_width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for batch in batches {
+        rows.extend(cells(batch, options)?);
+    }
+    let value_width = rows.iter().flatten().map(|v| v.chars().count()).max().unwrap_or(0);
+    let mut text = String::new();
+    for (n, row) in rows.iter().enumerate() {
+        text.push_str(&record_header(first + n + 1, name_width, value_width));
+        for (name, value) in names.iter().zip(row) {
+            let line = format!("{name:<name_width$} | {value}");
+            text.push_str(line.trim_end());
+            text.push('\n');
+        }
+    }
+    Ok(text)
+}
+
+/// `-[ RECORD n ]-----+------`: as wide as the record, a `+` over the column separator.
+fn record_header(n: usize, name_width: usize, value_width: usize) -> String {
+    let mut line: Vec<char> = format!("-[ RECORD {n} ]").chars().collect();
+    let label = line.len();
+    let width = name_width + 3 + value_width;
+    line.resize(width.max(label), '-');
+    if name_width + 1 >= label && name_width + 1 < line.len() {
+        line[name_width + 1] = '+';
+    }
+    let mut text: String = line.into_iter().collect();
+    text.push('\n');
+    text
+}
+
+/// Every row of `batch` as display strings on one line each.
+fn cells(batch: &RecordBatch, options: &FormatOptions<'_>) -> Result<Vec<Vec<String>>> {
+    let formatters =
+        batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), options)).collect::<Result<Vec<_>, _>>()?;
+    Ok((0..batch.num_rows())
+        .map(|row| formatters.iter().map(|f| one_line_cell(&f.value(row).to_string())).collect())
+        .collect())
+}
+
 /// Prints batches of an unbounded (live) result as they arrive.
 ///
-/// `table` prints the header once, with columns as wide as the first batch needs, and then rows as
-/// they come, aligned to those widths; a later value too long for its column pushes the rest of its
-/// own row right and leaves the other rows aligned.
+/// `table` prints the header once, with columns as wide as the first batch needs (timestamps as
+/// wide as their unit allows), and then rows as they come, aligned to those widths. A later value
+/// too long for its column widens the column, and the header is printed again above that row, so
+/// that every row lines up with the header above it. Expanded display prints each row as a
+/// record; [`Expanded::Auto`] decides on the first batch.
 /// `csv` prints the header once, `json` opens the array on the first row and closes it in
 /// [`StreamPrinter::finish`], `ndjson` prints one line per row.
 #[derive(Debug)]
@@ -191,13 +303,25 @@ pub struct StreamPrinter {
     rows: usize,
     started: bool,
     widths: Vec<usize>,
+    null: String,
+    expanded: Expanded,
+    width: Option<usize>,
 }
 
 impl StreamPrinter {
     /// A printer for a result with `schema` in the format of `printer`.
     pub fn new(printer: &Printer, schema: SchemaRef) -> Self {
         let widths = schema.fields().iter().map(|f| f.name().chars().count().max(min_width(f.data_type()))).collect();
-        StreamPrinter { format: printer.format, schema, rows: 0, started: false, widths }
+        StreamPrinter {
+            format: printer.format,
+            schema,
+            rows: 0,
+            started: false,
+            widths,
+            null: printer.null.clone(),
+            expanded: printer.expanded,
+            width: printer.width,
+        }
     }
 
     /// Rows printed so far.
@@ -244,6 +368,7 @@ impl StreamPrinter {
         }
         let mut buf = Vec::new();
         match self.format {
+            Format::Table if self.expanded == Expanded::On => {}
             Format::Table => {
                 if !self.started {
                     self.write_header(&mut buf)?;
@@ -264,24 +389,38 @@ impl StreamPrinter {
     }
 
     fn push_table(&mut self, buf: &mut Vec<u8>, batch: &RecordBatch) -> Result<()> {
-        let options = format_options(Format::Table);
-        let formatters = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-            .collect::<Result<Vec<_>, _>>()?;
-        let rows: Vec<Vec<String>> = (0..batch.num_rows())
-            .map(|row| formatters.iter().map(|f| one_line_cell(&f.value(row).to_string())).collect())
-            .collect();
+        let options = format_options(Format::Table).with_null(&self.null);
+        let rows = cells(batch, &options)?;
         if !self.started {
             for row in &rows {
                 for (width, cell) in self.widths.iter_mut().zip(row) {
                     *width = (*width).max(cell.chars().count());
                 }
             }
-            self.write_header(buf)?;
+            let across = self.widths.iter().map(|w| w + 3).sum::<usize>() + 1;
+            if self.expanded == Expanded::Auto {
+                self.expanded = if self.width.is_some_and(|w| across > w) { Expanded::On } else { Expanded::Off };
+            }
+            if self.expanded != Expanded::On {
+                self.write_header(buf)?;
+            }
+        }
+        if self.expanded == Expanded::On {
+            buf.extend_from_slice(records(&self.schema, std::slice::from_ref(batch), &options, self.rows)?.as_bytes());
+            return Ok(());
         }
         for row in &rows {
+            let mut wider = false;
+            for (width, cell) in self.widths.iter_mut().zip(row) {
+                let needed = cell.chars().count();
+                if needed > *width {
+                    *width = needed;
+                    wider = true;
+                }
+            }
+            if wider {
+                self.write_header(buf)?;
+            }
             self.write_row(buf, row)?;
         }
         Ok(())
@@ -456,11 +595,11 @@ mod tests {
         let text = String::from_utf8(p.render(&schema(), &[batch(), batch()]).unwrap()).unwrap();
         assert_eq!(text.lines().filter(|l| l.starts_with("| 1 ")).count(), 1);
         assert!(!text.contains("| 42"));
-        assert!(text.ends_with("(first 1 of 4 rows shown)\n"), "{text}");
+        assert!(text.ends_with("(3 more rows not shown, 4 in all)\n"), "{text}");
     }
 
     #[test]
-    fn streamed_table_keeps_the_first_widths() {
+    fn streamed_table_heads_again_when_a_value_no_longer_fits() {
         let first = RecordBatch::try_new(
             schema(),
             vec![
@@ -470,17 +609,65 @@ mod tests {
             ],
         )
         .unwrap();
-        let text = stream(Format::Table, &[first, batch()]);
+        let text = stream(Format::Table, &[first.clone(), batch(), first]);
         let expected = "\
 +-----+------+--------------------------------+
 | pid | path | ts                             |
 +-----+------+--------------------------------+
 | 1   | /a   | 1970-01-01T00:00:00Z           |
++-----+-------------+--------------------------------+
+| pid | path        | ts                             |
++-----+-------------+--------------------------------+
 | 1   | /etc/passwd | 2023-11-14T22:13:20Z           |
-| 42  | NULL | 2023-11-14T22:13:20.123456789Z |
-+-----+------+--------------------------------+
+| 42  | NULL        | 2023-11-14T22:13:20.123456789Z |
+| 1   | /a          | 1970-01-01T00:00:00Z           |
++-----+-------------+--------------------------------+
 ";
         assert_eq!(text, expected);
+    }
+
+    fn expanded_text() -> String {
+        let rule = "-".repeat(24);
+        format!(
+            "-[ RECORD 1 ]{rule}\npid  | 1\npath | /etc/passwd\nts   | 2023-11-14T22:13:20Z\n\
+             -[ RECORD 2 ]{rule}\npid  | 42\npath | NULL\nts   | 2023-11-14T22:13:20.123456789Z\n"
+        )
+    }
+
+    #[test]
+    fn expanded_shows_records() {
+        let p = Printer { expanded: Expanded::On, ..Printer::default() };
+        assert_eq!(String::from_utf8(p.render(&schema(), &[batch()]).unwrap()).unwrap(), expanded_text());
+        let mut sp = StreamPrinter::new(&p, schema());
+        let mut out = Vec::new();
+        sp.push(&mut out, &batch().slice(0, 1)).unwrap();
+        sp.push(&mut out, &batch().slice(1, 1)).unwrap();
+        sp.finish(&mut out).unwrap();
+        let streamed = String::from_utf8(out).unwrap();
+        assert!(streamed.starts_with("-[ RECORD 1 ]----") && streamed.contains("\n-[ RECORD 2 ]----"), "{streamed}");
+        assert!(streamed.ends_with("ts   | 2023-11-14T22:13:20.123456789Z\n"), "{streamed}");
+    }
+
+    #[test]
+    fn auto_expands_rows_wider_than_the_terminal() {
+        // The table is 54 columns wide.
+        let at = |width: Option<usize>| {
+            let p = Printer { expanded: Expanded::Auto, width, ..Printer::default() };
+            String::from_utf8(p.render(&schema(), &[batch()]).unwrap()).unwrap()
+        };
+        assert!(at(Some(54)).starts_with("+-----+"));
+        assert!(at(None).starts_with("+-----+"));
+        assert_eq!(at(Some(53)), expanded_text());
+    }
+
+    #[test]
+    fn null_display() {
+        let p = Printer { null: "(null)".into(), ..Printer::default() };
+        let text = String::from_utf8(p.render(&schema(), &[batch()]).unwrap()).unwrap();
+        assert!(text.contains("| 42  | (null)      |"), "{text}");
+        // Machine formats keep their own NULL.
+        let csv = Printer { format: Format::Csv, ..p }.render(&schema(), &[batch()]).unwrap();
+        assert!(String::from_utf8(csv).unwrap().contains("\n42,,"));
     }
 
     #[test]
@@ -540,9 +727,12 @@ pid,path,ts
 
     #[test]
     fn footer() {
-        let p = Printer::default();
+        let p = Printer { timing: true, ..Printer::default() };
         assert_eq!(p.footer(3, Duration::from_millis(1234)), "3 row(s) fetched. Elapsed 1.234 seconds.");
-        let quiet = Printer { timing: false, ..p };
-        assert_eq!(quiet.footer(0, Duration::ZERO), "0 row(s) fetched.");
+        let untimed = Printer { timing: false, ..p };
+        assert_eq!(untimed.footer(0, Duration::ZERO), "0 row(s) fetched.");
+        let mut out = Vec::new();
+        Printer { quiet: true, ..untimed }.print_footer(&mut out, 3, Duration::ZERO).unwrap();
+        assert!(out.is_empty());
     }
 }

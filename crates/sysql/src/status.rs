@@ -1,5 +1,6 @@
 //! The status line under a running live query: events per second coming in,
-//! rows out, events lost so far. Written to stderr, and only when stderr is a
+//! rows out, events lost so far, and for a window query a sparkline of the
+//! events counted per window. Written to stderr, and only when stderr is a
 //! terminal, so it never mixes with results in a file or a pipe.
 
 use std::io::{IsTerminal, Write};
@@ -12,7 +13,12 @@ pub struct StatusLine {
     shown: bool,
     rows: usize,
     last: (Instant, u64),
+    /// Events counted in each of the latest windows, oldest first.
+    windows: std::collections::VecDeque<u64>,
 }
+
+/// How many windows the sparkline shows.
+const SPARK_WINDOWS: usize = 24;
 
 impl StatusLine {
     pub fn new(engine: Option<Engine>) -> Self {
@@ -23,7 +29,16 @@ impl StatusLine {
             shown: false,
             rows: 0,
             last: (Instant::now(), captured),
+            windows: Default::default(),
         }
+    }
+
+    /// A window closed with `events` counted in it.
+    pub fn window(&mut self, events: u64) {
+        if self.windows.len() == SPARK_WINDOWS {
+            self.windows.pop_front();
+        }
+        self.windows.push_back(events);
     }
 
     pub fn rows(&mut self, n: usize) {
@@ -39,8 +54,17 @@ impl StatusLine {
         self.last = (Instant::now(), captured);
         let lost = engine.stats().total_lost();
         let mut err = std::io::stderr().lock();
-        let _ =
-            write!(err, "\r\x1b[2K-- live: {rate:.0} events/s in, {} rows out, {lost} lost (Ctrl-C stops)", self.rows);
+        let spark = if self.windows.is_empty() {
+            String::new()
+        } else {
+            let windows: Vec<u64> = self.windows.iter().copied().collect();
+            format!(", per window {}", crate::chart::sparkline(&windows))
+        };
+        let _ = write!(
+            err,
+            "\r\x1b[2K-- live: {rate:.0} events/s in, {} rows out, {lost} lost{spark} (Ctrl-C stops)",
+            self.rows
+        );
         let _ = err.flush();
         self.shown = true;
     }

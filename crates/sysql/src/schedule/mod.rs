@@ -29,7 +29,7 @@ use tokio::sync::Notify;
 /// starts: the exit status is 1 if there is no query to run, 2 on a set-up
 /// error.
 pub fn prepare(args: &Args, opts: &ScheduleArgs) -> Result<Library, ExitCode> {
-    if args.command.is_some() || args.file.is_some() {
+    if !args.command.is_empty() || !args.file.is_empty() {
         eprintln!("sysql: schedule runs saved query files; -c and -f do not go with it");
         return Err(ExitCode::from(SETUP_ERROR));
     }
