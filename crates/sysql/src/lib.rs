@@ -4,7 +4,9 @@
 //! (`print`), `repl` is the shell, `oneshot` the `-c`/`-f` mode, `schedule`
 //! runs saved queries on their schedules, `launch` the start-up order,
 //! `signals` takes the signals, `exit` the exit statuses, `cli` the
-//! arguments, `bench_pipeline` the hidden pipeline micro-benchmark.
+//! arguments, `fleet` the coordinator over many agents, `bench_pipeline`
+//! the hidden pipeline micro-benchmark, `synth` the hidden synthetic
+//! recordings.
 
 pub mod agent;
 pub mod app;
@@ -13,6 +15,7 @@ pub mod bench_pipeline;
 pub mod cli;
 pub mod exec;
 pub mod exit;
+pub mod fleet;
 pub mod launch;
 pub mod oneshot;
 pub mod print;
@@ -21,3 +24,4 @@ pub mod repl;
 pub mod schedule;
 pub mod signals;
 pub mod status;
+pub mod synth;
