@@ -247,6 +247,10 @@ fn three_hosts_answer_as_duckdb_does() {
     assert_eq!(got, duckdb(&recs, "opens", &shadow.replace("opens", "t")));
     assert_eq!(got.len(), 3);
 
+    // one host: the same answer, from that host alone
+    let one = "SELECT count(*) FROM opens WHERE path = '/etc/shadow'";
+    assert_eq!(ask(&hosts[..1], &three.certs, one), duckdb(&recs[..1], "opens", &one.replace("opens", "t")));
+
     let slowest = "SELECT host, path, latency_ns FROM http_requests ORDER BY latency_ns DESC, host, path LIMIT 5";
     assert_eq!(
         ask(&hosts, &three.certs, slowest),
@@ -425,7 +429,7 @@ fn scale_curve() {
     for n in [1, 5, 10, 25, 50] {
         let hosts: Vec<&str> = workers[..n].iter().map(|w| w.addr.as_str()).collect();
         for (name, sql) in queries {
-            let statements = vec![sql; 6].join("; ");
+            let statements = [sql; 6].join("; ");
             let mut cmd = Command::new(BIN);
             cmd.arg("fleet");
             for h in &hosts {

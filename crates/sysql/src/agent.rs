@@ -314,7 +314,7 @@ pub fn main(args: &Args, opts: &AgentArgs, signals: Signals, since: Counts) -> E
         Ok(rt) => rt,
         Err(e) => return exit::setup(format!("cannot start the runtime: {e}")),
     };
-    let code = rt.block_on(serve(running, listener, pg, fleet, opts, library, &signals, since));
+    let code = rt.block_on(serve(running, listener, (pg, fleet), opts, library, &signals, since));
     writer.stop();
     let _ = std::fs::remove_file(&opts.socket);
     if let Some(path) = pg_socket(opts) {
@@ -327,8 +327,7 @@ pub fn main(args: &Args, opts: &AgentArgs, signals: Signals, since: Counts) -> E
 async fn serve(
     running: app::Running,
     listener: std::os::unix::net::UnixListener,
-    pg: PgListeners,
-    fleet: Option<FleetListener>,
+    (pg, fleet): (PgListeners, Option<FleetListener>),
     opts: &AgentArgs,
     library: Option<library::Library>,
     signals: &Signals,

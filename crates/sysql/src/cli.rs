@@ -134,7 +134,7 @@ pub enum Subcommand {
     ///
     /// Runs in the foreground until SIGTERM or Ctrl-C; see docs/agent.md for
     /// the systemd unit.
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
 
     /// Print a password file line for a Postgres user of the agent: reads the
     /// password (twice at a terminal, else one line of stdin) and prints

@@ -28,16 +28,20 @@ const ALLOWED: &[&str] = &[
     "PlaceholderRowExec",
 ];
 
+/// True if a worker accepts this node (its children aside).
+pub fn allowed(node: &Arc<dyn ExecutionPlan>) -> bool {
+    node.is::<LocalScanExec>()
+        || node.downcast_ref::<AggregateExec>().is_some_and(|a| *a.mode() == AggregateMode::Partial)
+        // a sort, with or without its limit (`SortExec(TopK)`)
+        || node.is::<SortExec>()
+        || ALLOWED.contains(&node.name())
+}
+
 /// Refuses a plan holding a node outside the list.
 pub fn check(plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
     let mut refused: Option<String> = None;
     plan.apply(|node| {
-        let ok = node.is::<LocalScanExec>()
-            || node.downcast_ref::<AggregateExec>().is_some_and(|a| *a.mode() == AggregateMode::Partial)
-            // a sort, with or without its limit (`SortExec(TopK)`)
-            || node.is::<SortExec>()
-            || ALLOWED.contains(&node.name());
-        if !ok {
+        if !allowed(node) {
             let what = match node.downcast_ref::<AggregateExec>() {
                 Some(a) => format!("AggregateExec (mode {:?})", a.mode()),
                 None => node.name().to_string(),

@@ -277,24 +277,46 @@ impl ChannelResolver for Channels {
     }
 }
 
+/// The tasks of a fleet table's scan: one per host. With one host, two:
+/// `datafusion-distributed` runs a stage of one task under a stage of one
+/// task in the same place (here, where a host's table cannot be read), so
+/// the host gets a second task that reads nothing.
+fn tasks_for(hosts: usize) -> usize {
+    hosts.max(2)
+}
+
 /// A scan of a fleet table runs as one task per host in the statement.
 fn host_scan_tasks(ev: DesiredTaskCountEvent) -> Option<Result<DesiredTaskCountEventResponse>> {
     let scan = ev.plan.downcast_ref::<HostScanExec>()?;
-    Some(Ok(DesiredTaskCountEventResponse::desired(scan.hosts().len())))
+    Some(Ok(DesiredTaskCountEventResponse::desired(tasks_for(scan.hosts().len()))))
+}
+
+/// The host of each task, in task order.
+fn task_hosts(hosts: &[String]) -> Vec<String> {
+    match hosts {
+        [one] => vec![one.clone(); tasks_for(1)],
+        _ => hosts.to_vec(),
+    }
 }
 
 /// Splits a scan of a fleet table into its hosts, task i scanning host i.
 fn host_scan_split(ev: ScaleUpLeafNodeEvent) -> Option<Result<ScaleUpLeafNodeEventResponse>> {
     let scan = ev.plan.downcast_ref::<HostScanExec>()?;
-    if ev.task_count != scan.hosts().len() {
+    if ev.task_count != tasks_for(scan.hosts().len()) {
         return Some(Err(DataFusionError::Plan(format!(
             "this statement needs the rows of {} hosts in fewer places ({} tasks): a join of two fleet tables, or a window over all hosts, is not split by host yet",
             scan.hosts().len(),
             ev.task_count
         ))));
     }
-    let variants: Result<Vec<Arc<dyn ExecutionPlan>>> =
-        scan.hosts().iter().map(|h| scan.on(h).map(|s| Arc::new(s) as Arc<dyn ExecutionPlan>)).collect();
+    let variants: Result<Vec<Arc<dyn ExecutionPlan>>> = task_hosts(scan.hosts())
+        .iter()
+        .enumerate()
+        .map(|(task, h)| {
+            let variant = if task < scan.hosts().len() { scan.on(h) } else { scan.nothing_on(h) };
+            variant.map(|s| Arc::new(s) as Arc<dyn ExecutionPlan>)
+        })
+        .collect();
     Some(
         variants
             .and_then(|v| DistributedLeafExec::try_new(Arc::clone(ev.plan), v))
@@ -308,7 +330,7 @@ fn host_scan_route(fleet: &Fleet, ev: &RouteTasksEvent) -> Option<Result<RouteTa
     let _ = ev.plan.apply(|node| {
         if let Some(leaf) = node.downcast_ref::<DistributedLeafExec>() {
             if let Some(scan) = leaf.original().downcast_ref::<HostScanExec>() {
-                hosts = Some(scan.hosts().to_vec());
+                hosts = Some(task_hosts(scan.hosts()));
                 return Ok(TreeNodeRecursion::Stop);
             }
         }
@@ -504,6 +526,8 @@ pub fn context(fleet: &Arc<Fleet>, engine: &Engine) -> Result<SessionContext, St
         .with_distributed_scale_up_leaf_node_handler(host_scan_split)
         .with_distributed_route_tasks_handler(move |ev: RouteTasksEvent<'_>| host_scan_route(&route_fleet, &ev))
         .with_distributed_planner()
+        .with_distributed_max_tasks_per_stage(tasks_for(fleet.host_count()))
+        .map_err(|e| e.to_string())?
         .build();
     let inner = state.query_planner().clone();
     let state = SessionStateBuilder::new_from_existing(state)

@@ -130,6 +130,7 @@ pub struct CountExec {
 
 impl CountExec {
     pub fn new(input: Arc<dyn ExecutionPlan>, hosts: Vec<Arc<HostReport>>) -> Self {
+        // one host has two tasks (see `coordinator`): both are its
         let partitions = input.properties().partitioning.partition_count();
         let per_host = (partitions / hosts.len().max(1)).max(1);
         CountExec { input, hosts, per_host }

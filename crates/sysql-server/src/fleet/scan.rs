@@ -81,8 +81,8 @@ pub struct HostScanExec {
 
 impl HostScanExec {
     pub fn new(spec: ScanSpec, hosts: Vec<String>) -> Result<Self> {
-        // At least two partitions, so that even one host's answer crosses
-        // the network (the planner keeps a one-partition plan local).
+        // A partition per task (two for one host, see `coordinator`): the
+        // planner coalesces them, which is where it puts the boundary.
         let props = properties(spec.schema()?, hosts.len().max(2));
         Ok(HostScanExec { spec, host: None, hosts, props })
     }
@@ -95,6 +95,13 @@ impl HostScanExec {
             hosts: vec![host.to_string()],
             props: properties(self.spec.schema()?, 1),
         })
+    }
+
+    /// The variant of a task that reads nothing on `host` (a limit of 0).
+    pub fn nothing_on(&self, host: &str) -> Result<Self> {
+        let mut scan = self.on(host)?;
+        scan.spec.limit = Some(0);
+        Ok(scan)
     }
 
     /// The hosts it scans, in task order.
@@ -215,6 +222,9 @@ impl ExecutionPlan for LocalScanExec {
             return internal_err!("LocalScanExec has one partition, not {partition}");
         }
         let schema = self.schema();
+        if self.spec.limit == Some(0) {
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::empty())));
+        }
         let (spec, host, engine) = (self.spec.clone(), self.host.clone(), self.engine.clone());
         let out = schema.clone();
         let open = async move {
