@@ -424,14 +424,18 @@ fn scale_curve() {
         ("filtered count", "SELECT count(*) FROM opens WHERE path = '/etc/shadow'"),
         ("group by", "SELECT host, comm, count(*) FROM connects GROUP BY 1, 2"),
     ];
-    println!("| hosts | query | first statement (ms) | next statements, median (ms) | rows/host | bytes/host |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| hosts | query | first statement (ms) | next statements, median (ms) | rows/host | bytes/host | coordinator process, wall (ms) | coordinator process, CPU (ms) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for n in [1, 5, 10, 25, 50] {
         let hosts: Vec<&str> = workers[..n].iter().map(|w| w.addr.as_str()).collect();
         for (name, sql) in queries {
             let statements = [sql; 6].join("; ");
-            let mut cmd = Command::new(BIN);
-            cmd.arg("fleet");
+            // the coordinator's own CPU time (user + system), whole process
+            let cpu_file = dir.join("cpu");
+            let mut cmd = Command::new("/usr/bin/time");
+            cmd.args(["-f", "%U %S", "-o"]).arg(&cpu_file).arg(BIN).arg("fleet");
             for h in &hosts {
                 cmd.args(["--host", h]);
             }
@@ -465,12 +469,18 @@ fn scale_curve() {
             let mut rest = elapsed[1..].to_vec();
             rest.sort_by(|a, b| a.partial_cmp(b).unwrap());
             let cells: Vec<&str> = per_host.split('|').map(str::trim).filter(|c| !c.is_empty()).collect();
+            let cpu: f64 = std::fs::read_to_string(&cpu_file)
+                .unwrap()
+                .split_whitespace()
+                .filter_map(|v| v.parse::<f64>().ok())
+                .sum();
             println!(
-                "| {n} | {name} | {first:.1} | {:.1} | {} | {} |  (process {:.0} ms)",
+                "| {n} | {name} | {first:.1} | {:.1} | {} | {} | {:.0} | {:.0} |",
                 rest[rest.len() / 2],
                 cells.first().unwrap_or(&"?"),
                 cells.get(1).unwrap_or(&"?"),
-                wall.as_secs_f64() * 1e3
+                wall.as_secs_f64() * 1e3,
+                cpu * 1e3
             );
         }
     }
