@@ -14,6 +14,7 @@
 //!   holds history, and its pid.
 
 pub mod client;
+pub mod fleet;
 pub mod flight;
 pub mod pg;
 pub mod uds;

@@ -17,6 +17,7 @@ use sysql_engine::query::{Policy, QuerySession};
 use sysql_engine::store::{Store, StoreConfig, Writer};
 use sysql_engine::Engine;
 use sysql_server::client::AgentClient;
+use sysql_server::fleet::tls::TlsFiles;
 use sysql_server::flight::{self, Sessions as ClientSessions};
 use sysql_server::pg::{PgListeners, PgOptions, SOCKET_NAME};
 
@@ -102,8 +103,120 @@ fn now_ns() -> i64 {
     app::now_ns()
 }
 
+/// The fleet worker's address and certificates, if the agent serves one.
+fn fleet_options(opts: &AgentArgs) -> Result<Option<(std::net::SocketAddr, TlsFiles)>, String> {
+    let Some(addr) = opts.fleet_listen else { return Ok(None) };
+    match (&opts.fleet_cert, &opts.fleet_key, &opts.fleet_ca) {
+        (Some(cert), Some(key), Some(ca)) => {
+            Ok(Some((addr, TlsFiles { cert: cert.clone(), key: key.clone(), ca: ca.clone() })))
+        }
+        _ => {
+            Err("--fleet-listen needs --fleet-cert, --fleet-key and --fleet-ca: the fleet speaks mutual TLS only"
+                .into())
+        }
+    }
+}
+
+/// Binds the fleet worker's port (before privileges are dropped).
+fn fleet_bind(fleet: &Option<(std::net::SocketAddr, TlsFiles)>) -> Result<Option<FleetListener>, String> {
+    let Some((addr, tls)) = fleet else { return Ok(None) };
+    // Fail now on unreadable certificates, not at the first coordinator.
+    tls.server()?;
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr} for the fleet: {e}"))?;
+    let local = listener.local_addr().map_err(|e| format!("cannot listen on {addr} for the fleet: {e}"))?;
+    Ok(Some(FleetListener { listener, local, tls: tls.clone() }))
+}
+
+struct FleetListener {
+    listener: std::net::TcpListener,
+    local: std::net::SocketAddr,
+    tls: TlsFiles,
+}
+
+impl FleetListener {
+    /// Serves the worker until `stop` is sent.
+    fn spawn(self, engine: Engine, stop: tokio::sync::oneshot::Receiver<()>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let listener = match self
+                .listener
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpListener::from_std(self.listener))
+            {
+                Ok(l) => l,
+                Err(e) => return eprintln!("sysql: agent: fleet: cannot listen on {}: {e}", self.local),
+            };
+            let stop = async {
+                let _ = stop.await;
+            };
+            if let Err(e) = sysql_server::fleet::worker::serve(engine, listener, &self.tls, stop).await {
+                eprintln!("sysql: agent: fleet: {e}");
+            }
+        })
+    }
+}
+
+/// `sysql --data DIR agent --fleet-listen ...`: a recording served to the
+/// fleet, with no capture and no privileges, until SIGTERM or Ctrl-C.
+fn serve_recording(args: &Args, opts: &AgentArgs, dir: &Path, signals: Signals, since: Counts) -> ExitCode {
+    let fleet = match fleet_options(opts) {
+        Ok(Some(f)) => Some(f),
+        Ok(None) => {
+            return exit::setup("agent --data DIR serves a recording to the fleet only: give --fleet-listen ADDR:PORT")
+        }
+        Err(e) => return exit::setup(e),
+    };
+    let store = match Store::open_read_only(dir) {
+        Ok(store) => store,
+        Err(e) => return exit::setup(e),
+    };
+    store.load_gaps();
+    let config = match app::engine_config(args) {
+        Ok(c) => sysql_engine::EngineConfig {
+            clock_offset_ns: 0,
+            containers: sysql_engine::containers::ContainersConfig::default(),
+            ..c
+        },
+        Err(e) => return exit::setup(e),
+    };
+    let engine = Engine::recording(config, store, None);
+    let listener = match fleet_bind(&fleet) {
+        Ok(Some(l)) => l,
+        Ok(None) => unreachable!("the fleet options are given"),
+        Err(e) => return exit::setup(e),
+    };
+    if let Err(e) = privilege::drop_to(&Default::default()) {
+        return exit::setup(e);
+    }
+    signals.handle_terminate();
+    if let Err(e) = signals.start() {
+        return exit::setup(format!("cannot take signals: {e}"));
+    }
+    let rt = match crate::launch::runtime() {
+        Ok(rt) => rt,
+        Err(e) => return exit::setup(format!("cannot start the runtime: {e}")),
+    };
+    eprintln!("sysql: agent: {}; fleet worker on {} (mutual TLS)", recording_banner(dir, &engine), listener.local);
+    rt.block_on(async {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let server = listener.spawn(engine, stop_rx);
+        signals.after(since, &[Sig::Interrupt, Sig::Terminate]).await;
+        let _ = stop_tx.send(());
+        let _ = server.await;
+    });
+    eprintln!("sysql: agent: stopped");
+    ExitCode::SUCCESS
+}
+
 /// Runs the agent until SIGTERM or Ctrl-C.
 pub fn main(args: &Args, opts: &AgentArgs, signals: Signals, since: Counts) -> ExitCode {
+    if let Some(dir) = &args.data {
+        return serve_recording(args, opts, dir, signals, since);
+    }
+    let fleet = match fleet_options(opts).and_then(|f| fleet_bind(&f)) {
+        Ok(f) => f,
+        Err(e) => return exit::setup(e),
+    };
     let library = if opts.schedule.is_empty() {
         None
     } else {
@@ -179,8 +292,12 @@ pub fn main(args: &Args, opts: &AgentArgs, signals: Signals, since: Counts) -> E
         d if d.is_empty() => String::new(),
         d => format!("; postgres on {d}"),
     };
+    let fleet_line = match &fleet {
+        Some(f) => format!("; fleet worker on {} (mutual TLS)", f.local),
+        None => String::new(),
+    };
     eprintln!(
-        "sysql: agent: {}; history in {} ({rows} events on disk), flushed every {:?}; answering on {}{postgres}",
+        "sysql: agent: {}; history in {} ({rows} events on disk), flushed every {:?}; answering on {}{postgres}{fleet_line}",
         running.capturing_line(),
         opts.state_dir.display(),
         opts.flush_interval,
@@ -197,7 +314,7 @@ pub fn main(args: &Args, opts: &AgentArgs, signals: Signals, since: Counts) -> E
         Ok(rt) => rt,
         Err(e) => return exit::setup(format!("cannot start the runtime: {e}")),
     };
-    let code = rt.block_on(serve(running, listener, pg, opts, library, &signals, since));
+    let code = rt.block_on(serve(running, listener, (pg, fleet), opts, library, &signals, since));
     writer.stop();
     let _ = std::fs::remove_file(&opts.socket);
     if let Some(path) = pg_socket(opts) {
@@ -210,7 +327,7 @@ pub fn main(args: &Args, opts: &AgentArgs, signals: Signals, since: Counts) -> E
 async fn serve(
     running: app::Running,
     listener: std::os::unix::net::UnixListener,
-    pg: PgListeners,
+    (pg, fleet): (PgListeners, Option<FleetListener>),
     opts: &AgentArgs,
     library: Option<library::Library>,
     signals: &Signals,
@@ -231,6 +348,8 @@ async fn serve(
     let postgres = tokio::spawn(pg.serve(engine.clone(), Policy::default(), async move {
         let _ = pg_stopped.wait_for(|stop| *stop).await;
     }));
+    let (fleet_stop, fleet_stopped) = tokio::sync::oneshot::channel::<()>();
+    let fleet = fleet.map(|f| f.spawn(engine.clone(), fleet_stopped));
     let mut scheduler = match library {
         Some(library) => {
             let factory_engine = engine.clone();
@@ -268,7 +387,11 @@ async fn serve(
     // them.
     let _ = stop_tx.send(());
     let _ = pg_stop.send(true);
+    let _ = fleet_stop.send(());
     let _ = server.await;
+    if let Some(f) = fleet {
+        let _ = f.await;
+    }
     let _ = postgres.await;
     if let Some(s) = scheduler {
         s.shutdown().await;

@@ -18,12 +18,12 @@ pub struct Args {
 
     /// Run this SQL (one or more `;`-separated statements) and exit;
     /// repeatable, and run in order with the -f files.
-    #[arg(short = 'c', long = "command", value_name = "SQL")]
+    #[arg(short = 'c', long = "command", value_name = "SQL", global = true)]
     pub command: Vec<String>,
 
     /// Run the statements in this file (`-` for standard input) and exit;
     /// repeatable, and run in order with the -c texts.
-    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    #[arg(short = 'f', long = "file", value_name = "FILE", global = true)]
     pub file: Vec<PathBuf>,
 
     /// The -c texts and -f files in the order they were given (filled by
@@ -45,12 +45,12 @@ pub struct Args {
     pub capture_for: Option<Duration>,
 
     /// Output format.
-    #[arg(long, value_name = "FORMAT", default_value = "table")]
+    #[arg(long, value_name = "FORMAT", default_value = "table", global = true)]
     pub format: Format,
 
     /// Print at most this many rows of a result (table format); the shell's
     /// default is 40 (`\maxrows` changes it), -c and -f print every row.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", global = true)]
     pub maxrows: Option<usize>,
 
     /// How long each table keeps events.
@@ -100,7 +100,7 @@ pub struct Args {
     pub redact_payload: bool,
 
     /// Shell history file (default ~/.sysql_history; created mode 0600).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub history_file: Option<PathBuf>,
 
     /// Allow statements that read or write files (COPY TO, CREATE EXTERNAL
@@ -199,13 +199,24 @@ pub enum Subcommand {
     ///
     /// Runs in the foreground until SIGTERM or Ctrl-C; see docs/agent.md for
     /// the systemd unit.
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
 
     /// Print a password file line for a Postgres user of the agent: reads the
     /// password (twice at a terminal, else one line of stdin) and prints
     /// `user:SCRAM-SHA-256$...`, for --pg-passwords.
     #[command(name = "pg-password")]
     PgPassword(PgPasswordArgs),
+
+    /// Ask many hosts at once: the shell, -c and -f over the union of the
+    /// hosts' tables, each with a `host` column (docs/fleet.md).
+    ///
+    /// Each host runs `sysql agent --fleet-listen ADDR`; filters and partial
+    /// aggregates run on the hosts, over mutual TLS.
+    Fleet(FleetArgs),
+
+    /// Write a synthetic recording (for the fleet's tests and scale runs).
+    #[command(name = "synth-recording", hide = true)]
+    SynthRecording(crate::synth::SynthArgs),
 
     /// The user-space pipeline alone on synthetic records (docs/benchmarks.md).
     #[command(name = "bench-pipeline", hide = true)]
@@ -276,6 +287,58 @@ pub struct AgentArgs {
     /// queries run until cancelled or the client goes away).
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub pg_statement_timeout: Duration,
+
+    /// Also serve the fleet's coordinators (`sysql fleet`) here, as a
+    /// worker, over mutual TLS (needs --fleet-cert, --fleet-key, --fleet-ca).
+    /// Port 0 picks a free port; the started line says which.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub fleet_listen: Option<std::net::SocketAddr>,
+
+    /// This host's TLS certificate for the fleet (PEM).
+    #[arg(long, value_name = "FILE", requires = "fleet_listen")]
+    pub fleet_cert: Option<PathBuf>,
+
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "fleet_listen")]
+    pub fleet_key: Option<PathBuf>,
+
+    /// The CA (PEM) that signs the coordinators' certificates: no other
+    /// client is admitted.
+    #[arg(long, value_name = "FILE", requires = "fleet_listen")]
+    pub fleet_ca: Option<PathBuf>,
+}
+
+/// Arguments of `sysql fleet`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FleetArgs {
+    /// A host's agent, HOST:PORT (its --fleet-listen); repeat for each.
+    #[arg(long = "host", value_name = "HOST:PORT")]
+    pub hosts: Vec<String>,
+
+    /// A file of hosts, one HOST:PORT a line (# comments).
+    #[arg(long = "hosts", value_name = "FILE")]
+    pub hosts_file: Option<PathBuf>,
+
+    /// The coordinator's TLS certificate (PEM), signed by the hosts' CA.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub cert: PathBuf,
+
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", required = true)]
+    pub key: PathBuf,
+
+    /// The CA (PEM) that signs the hosts' certificates.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub ca: PathBuf,
+
+    /// How long a host has to answer before a statement leaves it out.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Fail a statement if any host is left out, instead of answering
+    /// without it.
+    #[arg(long)]
+    pub all_hosts: bool,
 }
 
 /// Arguments of `sysql pg-password`.

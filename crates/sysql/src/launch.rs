@@ -31,6 +31,8 @@ pub fn main(args: cli::Args) -> ExitCode {
         },
         Some(cli::Subcommand::Agent(opts)) => return agent::main(&args, opts, signals, since),
         Some(cli::Subcommand::BenchPipeline(opts)) => return crate::bench_pipeline::run(opts),
+        Some(cli::Subcommand::SynthRecording(opts)) => return crate::synth::run(opts),
+        Some(cli::Subcommand::Fleet(_)) => (None, None),
         Some(cli::Subcommand::PgPassword(_)) => unreachable!("handled first"),
         None => (None, None),
     };
@@ -38,6 +40,10 @@ pub fn main(args: cli::Args) -> ExitCode {
         Ok(scripts) => scripts,
         Err(code) => return code,
     };
+    if let Some(cli::Subcommand::Fleet(opts)) = &args.subcommand {
+        let opts = opts.clone();
+        return crate::fleet::main(args, &opts, script, signals, since);
+    }
     if library.is_none() {
         // A recording, or an agent that answers: no capture of our own.
         if let Some(dir) = args.data.clone() {
@@ -153,7 +159,7 @@ fn client(args: cli::Args, mode: Mode, script: Vec<String>, signals: Signals, si
 }
 
 /// Runs the shell or a one-shot over a backend without a capture of its own.
-fn run_client(
+pub(crate) fn run_client(
     args: cli::Args,
     backend: backend::Backend,
     script: Vec<String>,

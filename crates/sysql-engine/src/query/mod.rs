@@ -250,6 +250,19 @@ impl QuerySession {
         Ok(QuerySession { ctx, engine: engine.clone(), policy, qualifier })
     }
 
+    /// A session over a context its front end built: the same statement
+    /// path and policy over other tables (the fleet's coordinator, whose
+    /// tables are the union of its hosts'). The context should come from
+    /// [`Engine::session`], so that it has sysql's functions.
+    pub fn with_context(engine: &Engine, policy: Policy, ctx: SessionContext) -> Self {
+        let qualifier = {
+            let state = ctx.state();
+            let catalog = &state.config().options().catalog;
+            format!("{}.{}.", catalog.default_catalog, catalog.default_schema)
+        };
+        QuerySession { ctx, engine: engine.clone(), policy, qualifier }
+    }
+
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
