@@ -94,7 +94,7 @@ def capture_and_query(env, n_events, reps):
     extra = list(env.sysql_args)
     if not has_option(extra, "--history-memory"):
         extra += ["--history-memory", f"{max(1024, n_events * 600 // 2**20 + 512)}MiB"]
-    argv = [env.sysql, "--embedded", "-f", sql_path, "--for", "24h", "--format", "csv"] + extra
+    argv = [env.sysql, "--embedded", "-f", sql_path, "--for", "24h", "--format", "csv", "--timing"] + extra
     proc = subprocess.Popen(argv, stdout=open(out_path, "wb"), stderr=open(err_path, "wb"))
     try:
         return run_capture(env, proc, stmts, names, reps, n_events, out_path, err_path)

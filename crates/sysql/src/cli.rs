@@ -40,6 +40,11 @@ pub struct Args {
     #[arg(long)]
     pub no_history: bool,
 
+    /// Print each statement's elapsed time after its footer (as `\timing
+    /// on` in the shell); off by default.
+    #[arg(long, global = true)]
+    pub timing: bool,
+
     /// With -c or -f: capture for this long first (e.g. 500ms, 5s, 2m, 1h).
     #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
     pub capture_for: Option<Duration>,

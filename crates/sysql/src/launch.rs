@@ -229,8 +229,8 @@ fn front_end(
         format: args.format,
         maxrows: args.maxrows,
         quiet: args.quiet,
-        // Timing is off by default, as in psql; `\timing` turns it on.
-        timing: false,
+        // Timing is off by default, as in psql; `\timing` or --timing turns it on.
+        timing: args.timing,
         ..print::Printer::default()
     };
     if !script.is_empty() {
