@@ -370,15 +370,26 @@ static __always_inline __u32 read_user_str(char *buf, __u32 size, const char *sr
 
 /* ---- opens ---------------------------------------------------------------- */
 
+/* An open is built here and copied into the ring at its exact length: most
+ * paths are far shorter than the 256 bytes a record can hold, and a ring of
+ * short records holds more of them. Programs on syscall tracepoints run with
+ * preemption disabled and never nest on a CPU, so the slot is this one's. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sysql_open_event);
+} sysql_open_scratch SEC(".maps");
+
 static __always_inline int open_exit(long ret)
 {
 	struct args_stash *s = stashed(SYSQL_KIND_OPEN);
 	if (!s)
 		return 0;
 
-	struct sysql_open_event *e = bpf_ringbuf_reserve(&sysql_events, sizeof(*e), 0);
+	__u32 zero = 0;
+	struct sysql_open_event *e = bpf_map_lookup_elem(&sysql_open_scratch, &zero);
 	if (!e) {
-		count_lost(SYSQL_TABLE_OPENS);
 		unstash(s);
 		return 0;
 	}
@@ -419,11 +430,13 @@ static __always_inline int open_exit(long ret)
 	e->path_len = read_user_str(e->path, SYSQL_PATH_LEN, path, &e->h.flags);
 	unstash(s);
 	if (path_filtered(&e->_pad, e->path_len)) {
-		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
 		count_filtered(SYSQL_TABLE_OPENS);
 		return 0;
 	}
-	bpf_ringbuf_submit(e, wake_reserved(sizeof(*e)));
+	/* read_user_str keeps path_len below SYSQL_PATH_LEN: the NUL fits */
+	__u64 size = offsetof(struct sysql_open_event, path) + (e->path_len & (SYSQL_PATH_LEN - 1)) + 1;
+	if (bpf_ringbuf_output(&sysql_events, e, size, wake_output(size)))
+		count_lost(SYSQL_TABLE_OPENS);
 	return 0;
 }
 
@@ -798,7 +811,12 @@ static __always_inline void exec_emit(__u32 key, __s64 ret)
 	__u32 flags = e->h.flags;
 	fill_header(&e->h, SYSQL_KIND_EXEC, e->h.syscall, e->h.ts_boot_ns, ret);
 	e->h.flags = flags;
-	if (bpf_ringbuf_output(&sysql_events, e, sizeof(*e), wake_output(sizeof(*e))))
+	/* sent at its exact length: the unused tail of argv stays behind */
+	__u32 argv_len = e->argv_len;
+	if (argv_len > SYSQL_ARGV_LEN)
+		argv_len = SYSQL_ARGV_LEN;
+	__u64 size = offsetof(struct sysql_exec_event, argv) + argv_len;
+	if (bpf_ringbuf_output(&sysql_events, e, size, wake_output(size)))
 		count_lost(SYSQL_TABLE_EXECS);
 	bpf_map_delete_elem(&sysql_execs, &key);
 }

@@ -239,10 +239,14 @@ fn live_connects_join_the_exec_history_of_their_process() {
     let port = tcp.local_addr().unwrap().port();
     let unix_path = dir.join("j.sock");
     let _unix = UnixListener::bind(&unix_path).unwrap();
-    // The shell is exec'd now (into history), and 2 s later the same pid
-    // execs the probe, whose connects arrive live.
+    // The shell is exec'd now (into history); once the live query has
+    // subscribed, the test writes to a FIFO and the same pid execs the
+    // probe, whose connects arrive live.
+    let go = dir.join("go");
+    assert!(Command::new("mkfifo").arg(&go).status().unwrap().success());
     let script = format!(
-        "sleep 2; exec {} {} {port} {port} {port} {}",
+        "read line < {}; exec {} {} {port} {port} {port} {}",
+        go.display(),
         probe.display(),
         dir.path().display(),
         unix_path.display()
@@ -250,7 +254,7 @@ fn live_connects_join_the_exec_history_of_their_process() {
     let mut child = Command::new("/bin/sh").args(["-c", &script, "sysql-join-marker"]).spawn().unwrap();
     let pid = child.id();
     let ctx = session(&running);
-    // Ready when the shell's exec is in history (the probe execs 2 s later).
+    // Ready when the shell's exec is in history (the probe waits for the FIFO).
     let shell_exec = format!("SELECT count(*) FROM execs WHERE pid = {pid} AND filename = '/bin/sh'");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while query(&rt, &ctx, &shell_exec)[0][0] == "0" {
@@ -263,6 +267,18 @@ fn live_connects_join_the_exec_history_of_their_process() {
     let rows = rt.block_on(async {
         let mut stream = ctx.run(&sql).await.unwrap();
         assert_eq!(stream.kind(), sysql_engine::query::Kind::Live, "a join with a live table is live");
+        // once the live scan has subscribed (on the stream's first poll,
+        // below), the probe goes
+        let live = running.engine.live().clone();
+        let go = go.clone();
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while live.subscribers(sysql_events::Table::Connects) == 0 {
+                assert!(std::time::Instant::now() < deadline, "the live scan never subscribed");
+                std::thread::yield_now();
+            }
+            std::fs::write(&go, "go\n").unwrap();
+        });
         let mut rows = Vec::new();
         while rows.len() < 2 {
             let next = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next()).await;
@@ -379,4 +395,100 @@ fn the_kernel_captures_only_what_the_capture_filter_names() {
               + (SELECT count(*) FROM opens WHERE comm <> 'sq-only' OR syscall <> 'openat')",
     );
     assert_eq!(others, vec![vec!["0".to_string()]]);
+}
+
+#[test]
+fn with_history_off_live_queries_narrow_the_kernel_filter_to_what_they_read() {
+    use futures::StreamExt;
+    use sysql_events::Table;
+
+    let rt = runtime();
+    let dir = TempDir::new("narrow");
+    let d = dir.path().display().to_string();
+    let wanted = compile_opener(&dir, "sq-wanted");
+    let other = compile_opener(&dir, "sq-unwanted");
+    let args = sysql::cli::Args::parse_from(["sysql", "--history", "0"]);
+    let running = app::start(&rt, &args).unwrap_or_else(|e| panic!("capture tests need root and a BTF kernel: {e}"));
+    let ctx = session(&running);
+    let stats = running.engine.stats().clone();
+    let filter_now = move || stats.kernel_filter_now(Table::Opens).map(|f| f.to_string());
+    let narrowed = format!("only comm=sq-wanted, path={d}/");
+    let sql = format!("SELECT path FROM live.opens WHERE comm = 'sq-wanted' AND path LIKE '{d}/%'");
+
+    // EXPLAIN says what the kernel will capture while the query runs
+    let explain = query(&rt, &ctx, &format!("EXPLAIN {sql}"));
+    let row =
+        vec!["kernel_filter".to_string(), format!("live.opens: {narrowed}, while the query runs (history is off)")];
+    assert!(explain.contains(&row), "{explain:?}");
+    assert_eq!(filter_now(), None, "nothing runs: the capture is whole");
+
+    let filtered = |ctx: &sysql_engine::query::QuerySession| -> u64 {
+        query(&rt, ctx, "SELECT filtered_kernel FROM sysql_stats WHERE table_name = 'opens'")[0][0].parse().unwrap()
+    };
+    let before = filtered(&ctx);
+    let stream = rt.block_on(ctx.run(&sql)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = rt.spawn(async move {
+        let mut stream = stream;
+        while let Some(batch) = stream.next().await {
+            for row in common::rows(&[batch.unwrap()]) {
+                tx.send(row[0].clone()).unwrap();
+            }
+        }
+    });
+    // Ready when the kernel applies the query's narrowing (it subscribes then).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while filter_now().as_deref() != Some(narrowed.as_str()) {
+        assert!(std::time::Instant::now() < deadline, "the kernel filter never narrowed: {:?}", filter_now());
+        std::thread::yield_now();
+    }
+    // two opens the query reads; one of another program and one outside the
+    // directory, which the kernel skips
+    assert!(Command::new(&other).arg(dir.join("a")).status().unwrap().success());
+    assert!(Command::new(&wanted)
+        .args([dir.join("a"), "/etc/hostname".into(), dir.join("b")])
+        .status()
+        .unwrap()
+        .success());
+    let timeout = std::time::Duration::from_secs(10);
+    let got: Vec<String> = (0..2).map(|_| rx.recv_timeout(timeout).expect("a live row")).collect();
+    assert_eq!(got, vec![format!("{d}/a"), format!("{d}/b")]);
+    rt.block_on(running.sync());
+    let skipped = filtered(&ctx) - before;
+    assert!(skipped >= 2, "the kernel skipped {skipped} opens, the test made 2 it should skip");
+
+    // the query ends: the filter is lifted before the next statement runs
+    reader.abort();
+    let _ = rt.block_on(reader);
+    rt.block_on(running.sync());
+    assert_eq!(filter_now(), None);
+    assert_eq!(
+        query(&rt, &ctx, "SELECT kernel_filter FROM sysql_stats WHERE table_name = 'opens'"),
+        vec![vec!["NULL"]]
+    );
+}
+
+/// Opens are sent at their exact length (the path's bytes and a NUL): paths
+/// of every size up to the buffer's come back whole, longer ones cut at 255
+/// bytes and marked, and a short record after a long one carries nothing of it.
+#[test]
+fn paths_of_every_length_come_back_exactly() {
+    let rt = runtime();
+    let running = start(&rt, 32 << 20);
+    let dir = TempDir::new("lengths");
+    let opener = compile_opener(&dir, "sq-lengths");
+    // relative paths that do not exist: the opens fail, their paths are as given
+    let lengths = [1usize, 7, 8, 9, 254, 255, 256, 300, 2];
+    let paths: Vec<String> = lengths
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| format!("{}{}", (b'a' + i as u8) as char, "x".repeat(n - 1)))
+        .collect();
+    assert!(Command::new(&opener).current_dir(dir.path()).args(&paths).status().unwrap().success());
+    rt.block_on(running.sync());
+    let ctx = session(&running);
+    let got = query(&rt, &ctx, "SELECT path, path_truncated FROM opens WHERE comm = 'sq-lengths' ORDER BY ts");
+    let expected: Vec<Vec<String>> =
+        paths.iter().map(|p| vec![p[..p.len().min(255)].to_string(), (p.len() > 255).to_string()]).collect();
+    assert_eq!(got, expected);
 }

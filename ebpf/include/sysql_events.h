@@ -126,7 +126,8 @@ struct sysql_header {
 	char comm[SYSQL_COMM_LEN];
 };
 
-/* open, openat, openat2, creat. 360 bytes. */
+/* open, openat, openat2, creat. 360 bytes as built; sent at its exact length:
+ * up to the path, then path_len bytes of path and its NUL (104 + path_len + 1). */
 struct sysql_open_event {
 	struct sysql_header h;
 	__u64 flags;           /* O_* flags (64-bit for openat2) */
@@ -195,7 +196,8 @@ struct sysql_exit_event {
 	__u32 _pad;
 };
 
-/* execve, execveat. 2400 bytes. */
+/* execve, execveat. 2400 bytes as built; sent at its exact length: up to
+ * argv, then argv_len bytes of arguments (352 + argv_len). */
 struct sysql_exec_event {
 	struct sysql_header h;
 	__u32 filename_len;    /* bytes, without the NUL */

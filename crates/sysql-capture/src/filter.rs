@@ -129,6 +129,35 @@ impl CaptureFilter {
         self.only.is_empty() && self.exclude.is_empty()
     }
 
+    /// This filter, further restricted to `terms` (`KEY=VALUE`; terms of
+    /// one key are its alternatives) on each key it does not restrict
+    /// itself: what running live queries read when history is off. A key
+    /// is taken whole or not at all: with a value that does not parse, more
+    /// values than a map holds, or syscalls when `syscalls` is false (the
+    /// per-syscall tracepoints have no syscall table), it is left out, which
+    /// captures more, never less.
+    pub fn narrowed(&self, terms: &[String], syscalls: bool) -> CaptureFilter {
+        let mut out = self.clone();
+        let mut keys: Vec<&str> = Vec::new();
+        for key in terms.iter().filter_map(|t| t.split_once('=').map(|(k, _)| k)) {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        for key in keys {
+            let of_key = terms.iter().filter(|t| t.split_once('=').is_some_and(|(k, _)| k == key));
+            let Ok(parsed) = of_key.map(|t| Term::parse(t)).collect::<Result<Vec<Term>, String>>() else { continue };
+            let Some(first) = parsed.first() else { continue };
+            let restricted = self.only.iter().any(|t| std::mem::discriminant(t) == std::mem::discriminant(first));
+            let fits = parsed.len() + self.exclude.len() <= filter::VALUES as usize;
+            let allowed = syscalls || !matches!(first, Term::Syscall(_));
+            if !restricted && fits && allowed {
+                out.only.extend(parsed);
+            }
+        }
+        out
+    }
+
     /// One line, as the capture line shows it: `only comm=nginx,
     /// comm=curl; exclude path=/proc/`.
     pub fn describe(&self) -> String {
@@ -288,6 +317,7 @@ fn cgroup2_root() -> Option<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
 
     fn f(only: &[&str], exclude: &[&str]) -> Result<CaptureFilter, String> {
@@ -347,5 +377,19 @@ mod tests {
         assert_eq!(d[Table::Execs as usize].as_deref(), Some("only comm=cat"));
         let none = f(&[], &["path=/proc/"]).unwrap().describe_tables();
         assert_eq!(none[Table::Execs as usize], None);
+    }
+
+    #[test]
+    fn narrowing_adds_keys_the_filter_leaves_free_whole_or_not_at_all() {
+        let terms = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let base = CaptureFilter::parse(&["comm=nginx".into()], &["path=/proc/".into()]).unwrap();
+        let n = base.narrowed(&terms(&["comm=cat", "pid=7", "pid=8", "syscall=openat"]), true);
+        assert_eq!(n.describe(), "only comm=nginx, pid=7, pid=8, syscall=openat; exclude path=/proc/");
+        // no syscall table; a comm the kernel cannot hold takes its key out
+        let n = base.narrowed(&terms(&["syscall=openat", "uid=0", "path=/a", "path=/b"]), false);
+        assert_eq!(n.describe(), "only comm=nginx, uid=0, path=/a, path=/b; exclude path=/proc/");
+        let free = CaptureFilter::default();
+        assert_eq!(free.narrowed(&terms(&["comm=a", "comm=0123456789abcdefg"]), true), free);
+        assert_eq!(free.narrowed(&[], true), free);
     }
 }

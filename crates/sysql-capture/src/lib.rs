@@ -158,7 +158,7 @@ pub const SNAP_MAX: u32 = sysql_events::SNAP_MAX as u32;
 impl Default for CaptureConfig {
     fn default() -> Self {
         CaptureConfig {
-            ring_bytes: 32 << 20,
+            ring_bytes: 16 << 20,
             wakeup_bytes: 256 << 10,
             ignore_tgid: std::process::id(),
             payloads: true,
@@ -184,6 +184,9 @@ pub struct Capture {
     // Dropping the Ebpf unloads every program: keep it last and alive.
     _ebpf: Ebpf,
 }
+
+/// What takes each record read from the ring.
+pub type Reader<'a> = &'a mut (dyn FnMut(&[u8]) + Send);
 
 /// The programs' attachments. Dropping them detaches every program, all at
 /// once (see the [`Drop`] impl); a capture's owner may take them
@@ -388,21 +391,24 @@ impl Capture {
     /// The kernel side wakes the reader only past a backlog (batched
     /// wake-ups keep the cost per event low), so `poll` bounds the delay
     /// between a syscall and its record being read.
-    pub async fn read(&mut self, poll: Duration, max: usize, mut f: impl FnMut(&[u8])) -> std::io::Result<usize> {
-        let n = drain(self.ring.get_mut(), max, &mut f);
+    ///
+    /// `f` is a trait object so that the loop over records is compiled here,
+    /// optimised as this crate is, whatever the caller's crate is compiled as.
+    pub async fn read(&mut self, poll: Duration, max: usize, f: Reader<'_>) -> std::io::Result<usize> {
+        let n = drain(self.ring.get_mut(), max, f);
         if n > 0 {
             return Ok(n);
         }
         match tokio::time::timeout(poll, self.ring.readable_mut()).await {
             Ok(guard) => {
                 let mut guard = guard?;
-                let n = drain(guard.get_inner_mut(), max, &mut f);
+                let n = drain(guard.get_inner_mut(), max, f);
                 if n < max {
                     guard.clear_ready();
                 }
                 Ok(n)
             }
-            Err(_elapsed) => Ok(drain(self.ring.get_mut(), max, &mut f)),
+            Err(_elapsed) => Ok(drain(self.ring.get_mut(), max, f)),
         }
     }
 
@@ -414,7 +420,7 @@ impl Capture {
     /// call the ring held at most its size in bytes, so reading that many
     /// bytes (or emptying the ring) has read all of them. Under a storm that
     /// outruns the reader, an unbounded "read until empty" would never end.
-    pub fn catch_up(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+    pub fn catch_up(&mut self, f: Reader<'_>) -> usize {
         let budget = u64::from(self.ring_bytes);
         let mut bytes = 0u64;
         let mut n = 0;
@@ -548,7 +554,7 @@ fn apply_filter(
 /// The kernel's ring buffer header before each record (BPF_RINGBUF_HDR_SZ).
 const RECORD_HEADER: u64 = 8;
 
-fn drain(ring: &mut RingBuf<MapData>, max: usize, f: &mut impl FnMut(&[u8])) -> usize {
+fn drain(ring: &mut RingBuf<MapData>, max: usize, f: Reader<'_>) -> usize {
     let mut n = 0;
     while n < max {
         let Some(item) = ring.next() else { break };

@@ -22,8 +22,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sysql_events::{
-    decode, DecodeError, Record, Table, KIND_ACCEPT, KIND_CONNECT, KIND_CONNECT_DONE, KIND_EXEC, KIND_EXIT, KIND_OPEN,
-    KIND_PAYLOAD, TABLE_COUNT,
+    decode, DecodeError, Record, Table, Widen, KIND_ACCEPT, KIND_CONNECT, KIND_CONNECT_DONE, KIND_EXEC, KIND_EXIT,
+    KIND_OPEN, KIND_PAYLOAD, TABLE_COUNT,
 };
 
 pub struct Ingest {
@@ -49,6 +49,8 @@ pub struct Ingest {
     live_flush_interval: Duration,
     last_flush: Instant,
     drained_at: i64,
+    /// Where an open or exec sent at its exact length is widened to its struct.
+    widen: Box<Widen>,
 }
 
 impl Ingest {
@@ -82,6 +84,7 @@ impl Ingest {
             live_flush_interval: config.live_flush_interval,
             last_flush: Instant::now(),
             drained_at: i64::MAX,
+            widen: Widen::new(),
         };
         ingest.opens.attribute(containers.clone());
         ingest.connects.attribute(containers.clone());
@@ -98,7 +101,7 @@ impl Ingest {
     /// decoded is counted, never a panic.
     pub fn push(&mut self, record: &[u8]) {
         let off = self.clock_offset_ns;
-        let (table, rows, truncated, full) = match decode(record) {
+        let (table, rows, truncated, full) = match decode(record, &mut self.widen) {
             Ok(Record::Open(e)) => {
                 (Table::Opens, 1, self.opens.append(e, off) as u64, self.opens.len() >= self.flush_rows)
             }

@@ -6,6 +6,7 @@
 //! [`Engine`] hands out a DataFusion `SessionContext` whose tables read
 //! snapshots of that history, plus `sysql_stats`.
 
+pub mod capture_need;
 pub mod containers;
 pub mod event;
 pub mod history;
@@ -119,6 +120,8 @@ pub struct Engine {
     /// A recording: live tables replay the store (at this pace, or as
     /// fast as a statement takes rows).
     replay: Option<Option<f64>>,
+    /// What running live scans need captured (see [`capture_need`]).
+    needs: Arc<capture_need::CaptureNeeds>,
 }
 
 impl Engine {
@@ -143,6 +146,7 @@ impl Engine {
             sync: Arc::new(std::sync::OnceLock::new()),
             store: None,
             replay: None,
+            needs: Arc::default(),
         }
     }
 
@@ -199,6 +203,13 @@ impl Engine {
         if let Some(sync) = self.sync.get() {
             sync().await;
         }
+    }
+
+    /// What running live scans need captured. A front end whose engine
+    /// keeps no history activates it, so the kernel skips what no running
+    /// live query reads.
+    pub fn capture_needs(&self) -> &Arc<capture_need::CaptureNeeds> {
+        &self.needs
     }
 
     /// The writer that feeds this engine. Use one at a time.
@@ -261,7 +272,7 @@ impl Engine {
         let catalog = ctx.catalog("datafusion").expect("the default catalog exists");
         catalog.register_schema("live", Arc::new(MemorySchemaProvider::new()))?;
         for (table, schema) in event_tables() {
-            let live = LiveTable::new(table, schema, self.live.clone());
+            let live = LiveTable::new(table, schema, self.live.clone(), self.needs.clone());
             ctx.register_table(format!("live.{}", table.name()), Arc::new(live))?;
         }
         Ok(ctx)

@@ -7,6 +7,7 @@
 //! projections) to the raw stream, which has no reorder delay, and makes its
 //! filters emit every match at once instead of coalescing a batch.
 
+use crate::capture_need::{CaptureNeeds, Need};
 use crate::live::{LiveHub, LiveItem};
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -16,7 +17,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{plan_err, JoinSide, Result};
 use datafusion::datasource::TableType;
 use datafusion::execution::TaskContext;
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
@@ -56,6 +57,9 @@ struct LivePartition {
     table: Table,
     schema: SchemaRef,
     hub: Arc<LiveHub>,
+    needs: Arc<CaptureNeeds>,
+    /// What the scan's WHERE clause lets the kernel skip.
+    need: Need,
 }
 
 impl PartitionStream for LivePartition {
@@ -67,13 +71,13 @@ impl PartitionStream for LivePartition {
         let ordered = ctx.session_config().get_extension::<LiveMode>().is_none_or(|m| m.ordered);
         // A statement over a recording subscribes to its own replay.
         let hub = ctx.session_config().get_extension::<ReplayHub>().map(|r| r.0.clone()).unwrap_or(self.hub.clone());
-        let (rx, _) = hub.subscribe(self.table, ordered, now_ns());
+        let items = self.subscribe(hub, ordered);
         // A watermark becomes an empty batch: a heartbeat that lets operators
         // downstream (joins) run and emit what they hold while the table is
         // idle. It carries the watermark in its schema's metadata, for the
         // live join (`crate::join`).
         let schema = self.schema.clone();
-        let stream = tokio_stream_from(rx).map(move |item| match item {
+        let stream = items.map(move |item| match item {
             LiveItem::Rows(b) => Ok(b),
             LiveItem::Watermark(wm) => {
                 let meta = HashMap::from([(WATERMARK_KEY.to_string(), wm.to_string())]);
@@ -81,6 +85,32 @@ impl PartitionStream for LivePartition {
             }
         });
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+    }
+}
+
+impl LivePartition {
+    /// The scan's items. When running scans narrow the capture, the scan
+    /// subscribes once the kernel's filter covers what it needs (so it
+    /// misses nothing from its start) and keeps its registration while it
+    /// runs; otherwise at once.
+    fn subscribe(&self, hub: Arc<LiveHub>, ordered: bool) -> futures::stream::BoxStream<'static, LiveItem> {
+        let table = self.table;
+        if !self.needs.active() {
+            let (rx, _) = hub.subscribe(table, ordered, now_ns());
+            return Box::pin(tokio_stream_from(rx));
+        }
+        let (guard, applied) = self.needs.register(self.need.clone());
+        let subscribed = futures::stream::once(async move {
+            applied.await;
+            let (rx, _) = hub.subscribe(table, ordered, now_ns());
+            (rx, guard)
+        });
+        Box::pin(subscribed.flat_map(|(rx, guard)| {
+            tokio_stream_from(rx).map(move |item| {
+                let _registered = &guard;
+                item
+            })
+        }))
     }
 }
 
@@ -106,11 +136,12 @@ pub struct LiveTable {
     table: Table,
     schema: SchemaRef,
     hub: Arc<LiveHub>,
+    needs: Arc<CaptureNeeds>,
 }
 
 impl LiveTable {
-    pub fn new(table: Table, schema: SchemaRef, hub: Arc<LiveHub>) -> Self {
-        LiveTable { table, schema, hub }
+    pub fn new(table: Table, schema: SchemaRef, hub: Arc<LiveHub>, needs: Arc<CaptureNeeds>) -> Self {
+        LiveTable { table, schema, hub, needs }
     }
 }
 
@@ -124,15 +155,27 @@ impl TableProvider for LiveTable {
         TableType::Temporary
     }
 
+    /// Every condition comes to the scan, which reads what the kernel could
+    /// skip from it ([`Need::from_filters`]); the filter above the scan still
+    /// applies each one.
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
     async fn scan(
         &self,
         _state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let partition: Arc<dyn PartitionStream> =
-            Arc::new(LivePartition { table: self.table, schema: self.schema.clone(), hub: self.hub.clone() });
+        let partition: Arc<dyn PartitionStream> = Arc::new(LivePartition {
+            table: self.table,
+            schema: self.schema.clone(),
+            hub: self.hub.clone(),
+            needs: self.needs.clone(),
+            need: Need::from_filters(self.table, filters),
+        });
         // `ts` is column 0; the ordering is declared only if it is projected.
         let ts_at = match projection {
             None => Some(0),

@@ -181,7 +181,7 @@ crate::columns! {
         evicted: UInt64, not null, "events removed from history because of the memory cap";
         expired: UInt64, not null, "events removed from history because they were older than the retention period";
         filtered_kernel: UInt64, not null, "events the capture filter (`--capture-only`, `--capture-exclude`) skipped in the kernel: never captured, by choice";
-        kernel_filter: Utf8, null, "the capture filter that applies to the table, as `only comm=nginx; exclude path=/proc/`; `NULL` when its capture is whole";
+        kernel_filter: Utf8, null, "the filter the kernel applies to the table now, as `only comm=nginx; exclude path=/proc/`: the capture filter, narrowed to what running live queries read when history is off (`--history 0`); `NULL` when its capture is whole";
         late: UInt64, not null, "events that reached the live reorder buffer after the watermark had passed them (a syscall slower than the 200 ms lateness): left out of ordered live streams and windows, still in history";
         live_queries: UInt64, not null, "live subscriptions to the table now (a live query, window or join side each)";
         history_rows: UInt64, not null, "events held in history now";
@@ -240,7 +240,7 @@ impl StatsTable {
             c.expired.append_value(s.expired.load(Relaxed));
             c.late.append_value(s.late.load(Relaxed));
             c.filtered_kernel.append_value(s.filtered_kernel.load(Relaxed));
-            c.kernel_filter.append_option(self.stats.kernel_filter(t).as_deref());
+            c.kernel_filter.append_option(self.stats.kernel_filter_now(t).as_deref());
             c.live_queries.append_value(self.live.subscribers(t) as u64);
             c.history_rows.append_value(u.rows);
             c.history_bytes.append_value(u.bytes);

@@ -38,7 +38,10 @@ pub struct Stats {
     pub unknown_records: AtomicU64,
     /// The capture filter, as one line, for each table it can skip events
     /// of (`None`: the table's capture is whole).
-    kernel_filter: std::sync::RwLock<[Option<std::sync::Arc<str>>; TABLE_COUNT]>,
+    kernel_filter: FilterLines,
+    /// The filter the kernel applies now: the capture filter, narrowed
+    /// while live queries narrow it (history off).
+    kernel_filter_now: FilterLines,
 }
 
 impl Stats {
@@ -63,15 +66,24 @@ impl Stats {
     /// Records the capture filter of each table (one line; `None`: the
     /// table's capture is whole).
     pub fn set_kernel_filter(&self, per_table: [Option<String>; TABLE_COUNT]) {
-        let mut f = self.kernel_filter.write().unwrap_or_else(|e| e.into_inner());
-        for (slot, line) in f.iter_mut().zip(per_table) {
-            *slot = line.filter(|l| !l.is_empty()).map(Into::into);
-        }
+        set_lines(&self.kernel_filter, per_table.clone());
+        set_lines(&self.kernel_filter_now, per_table);
+    }
+
+    /// Records the filter the kernel applies now, each table's (see
+    /// [`crate::capture_need`]).
+    pub fn set_kernel_filter_now(&self, per_table: [Option<String>; TABLE_COUNT]) {
+        set_lines(&self.kernel_filter_now, per_table);
     }
 
     /// The capture filter of table `t`, if its capture is filtered.
     pub fn kernel_filter(&self, t: Table) -> Option<std::sync::Arc<str>> {
         self.kernel_filter.read().unwrap_or_else(|e| e.into_inner())[t as usize].clone()
+    }
+
+    /// The filter the kernel applies to table `t` now, if any.
+    pub fn kernel_filter_now(&self, t: Table) -> Option<std::sync::Arc<str>> {
+        self.kernel_filter_now.read().unwrap_or_else(|e| e.into_inner())[t as usize].clone()
     }
 
     /// Events lost anywhere, all tables.
@@ -82,5 +94,14 @@ impl Stats {
     /// Events captured, all tables.
     pub fn total_captured(&self) -> u64 {
         self.tables.iter().map(|t| t.captured.load(Relaxed)).sum()
+    }
+}
+
+type FilterLines = std::sync::RwLock<[Option<std::sync::Arc<str>>; TABLE_COUNT]>;
+
+fn set_lines(lines: &FilterLines, per_table: [Option<String>; TABLE_COUNT]) {
+    let mut f = lines.write().unwrap_or_else(|e| e.into_inner());
+    for (slot, line) in f.iter_mut().zip(per_table) {
+        *slot = line.filter(|l| !l.is_empty()).map(Into::into);
     }
 }

@@ -233,6 +233,7 @@ pub async fn run(
         WindowKind::Hop { slide, width } => (slide, width),
         WindowKind::Session { gap } => return run_sessions(engine, hub, ctx, q, &schema, &wschema, gap, out).await,
     };
+    let _registered = whole_capture(engine, q.table).await;
     let (mut rx, wm0) = hub.subscribe(q.table, true, now_ns());
     // The first windows that are still open take their earlier rows from history.
     let mut next = (wm0 - width).div_euclid(slide) * slide + slide;
@@ -262,6 +263,14 @@ pub async fn run(
     Ok(())
 }
 
+/// A window reads every event of its table: when running scans narrow the
+/// capture, it registers so, and subscribes once the kernel captures them.
+async fn whole_capture(engine: &Engine, table: Table) -> crate::capture_need::NeedGuard {
+    let (guard, applied) = engine.capture_needs().register(crate::capture_need::Need::whole(table));
+    applied.await;
+    guard
+}
+
 /// Session windows: on each watermark, the buffered rows are split into
 /// sessions per key (a gap of more than `gap` starts a new one) by a query
 /// over the buffer; sessions whose end (last event + gap) the watermark has
@@ -277,6 +286,7 @@ async fn run_sessions(
     gap: i64,
     mut out: impl FnMut(RecordBatch) -> Result<()>,
 ) -> Result<()> {
+    let _registered = whole_capture(engine, q.table).await;
     let (mut rx, wm0) = hub.subscribe(q.table, true, now_ns());
     let mut losses = LossClock::new(engine, q.table, wm0);
     let mut buffer: Vec<RecordBatch> = Vec::new();

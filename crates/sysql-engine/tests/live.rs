@@ -393,7 +393,12 @@ fn find_join(
 fn split_session(execs: &Engine, connects: &Engine) -> datafusion::prelude::SessionContext {
     let ctx = execs.session().unwrap();
     let schema = sysql_engine::event_tables().into_iter().find(|(t, _)| *t == Table::Connects).unwrap().1;
-    let live = sysql_engine::live_table::LiveTable::new(Table::Connects, schema, connects.live().clone());
+    let live = sysql_engine::live_table::LiveTable::new(
+        Table::Connects,
+        schema,
+        connects.live().clone(),
+        connects.capture_needs().clone(),
+    );
     ctx.deregister_table("live.connects").unwrap();
     ctx.register_table("live.connects", std::sync::Arc::new(live)).unwrap();
     ctx

@@ -4,13 +4,19 @@
 //! integers and byte arrays with explicit padding, so a length- and
 //! alignment-checked cast is sound and costs nothing. Short, unknown or
 //! misaligned input is an error value, never a panic.
+//!
+//! Opens and execs are sent at their exact length: the fixed part, then only
+//! the bytes of the path (or arguments) they hold. Such a record is copied
+//! into a [`Widen`] buffer, zero-filled to its whole struct, and read there:
+//! a copy of about a hundred bytes, where every consumer keeps one struct
+//! per kind.
 
 use crate::{
-    AcceptEvent, ConnectDoneEvent, ConnectEvent, ExecEvent, ExitEvent, Header, OpenEvent, PayloadEvent, KIND_ACCEPT,
-    KIND_CONNECT, KIND_CONNECT_DONE, KIND_EXEC, KIND_EXIT, KIND_OPEN, KIND_PAYLOAD, SNAP_MAX,
+    AcceptEvent, ConnectDoneEvent, ConnectEvent, ExecEvent, ExitEvent, Header, OpenEvent, PayloadEvent, ARGV_LEN,
+    KIND_ACCEPT, KIND_CONNECT, KIND_CONNECT_DONE, KIND_EXEC, KIND_EXIT, KIND_OPEN, KIND_PAYLOAD, PATH_LEN, SNAP_MAX,
 };
 use std::fmt;
-use std::mem::{align_of, size_of};
+use std::mem::{align_of, offset_of, size_of};
 
 /// Types for which every bit pattern is valid and that have no implicit
 /// padding.
@@ -80,16 +86,64 @@ fn view<T: Pod>(bytes: &[u8], kind: u32) -> Result<&T, DecodeError> {
     Ok(unsafe { &*(bytes.as_ptr() as *const T) })
 }
 
-/// Decodes one ring buffer record.
-pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
+/// The largest struct a record is widened to.
+const WIDEST: usize =
+    if size_of::<OpenEvent>() > size_of::<ExecEvent>() { size_of::<OpenEvent>() } else { size_of::<ExecEvent>() };
+
+/// Room to widen a record sent at its exact length to its kind's whole
+/// struct; one per reader, reused for every record.
+#[repr(C, align(8))]
+pub struct Widen([u8; WIDEST]);
+
+impl Widen {
+    pub fn new() -> Box<Widen> {
+        Box::new(Widen([0; WIDEST]))
+    }
+}
+
+/// A record of a struct whose last `tail_cap` bytes are a buffer of which the
+/// `u32` at `len_at` says how many bytes are used: read in place when whole,
+/// else copied into `widen` once the bytes it uses are all there.
+fn view_sized<'a, T: Pod>(
+    bytes: &'a [u8],
+    kind: u32,
+    len_at: usize,
+    tail_cap: usize,
+    widen: &'a mut Widen,
+) -> Result<&'a T, DecodeError> {
+    let whole = size_of::<T>();
+    if bytes.len() >= whole {
+        return view(bytes, kind);
+    }
+    let fixed = whole - tail_cap;
+    let short = |need| DecodeError::NotEnoughBytes { kind, need, got: bytes.len() };
+    if bytes.len() < fixed {
+        return Err(short(fixed));
+    }
+    if !(bytes.as_ptr() as usize).is_multiple_of(align_of::<T>()) {
+        return Err(DecodeError::Misaligned);
+    }
+    let used = u32::from_ne_bytes(bytes[len_at..len_at + 4].try_into().expect("4 bytes")) as usize;
+    let need = fixed + used.min(tail_cap);
+    if bytes.len() < need {
+        return Err(short(need));
+    }
+    let room = &mut widen.0[..whole];
+    room[..bytes.len()].copy_from_slice(bytes);
+    room[bytes.len()..].fill(0);
+    view(&widen.0[..whole], kind)
+}
+
+/// Decodes one ring buffer record; `widen` holds it if it must be widened.
+pub fn decode<'a>(bytes: &'a [u8], widen: &'a mut Widen) -> Result<Record<'a>, DecodeError> {
     if bytes.len() < 4 {
         return Err(DecodeError::NotEnoughBytes { kind: 0, need: size_of::<Header>(), got: bytes.len() });
     }
     let kind = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     match kind {
-        KIND_OPEN => view(bytes, kind).map(Record::Open),
+        KIND_OPEN => view_sized(bytes, kind, offset_of!(OpenEvent, path_len), PATH_LEN, widen).map(Record::Open),
         KIND_CONNECT => view(bytes, kind).map(Record::Connect),
-        KIND_EXEC => view(bytes, kind).map(Record::Exec),
+        KIND_EXEC => view_sized(bytes, kind, offset_of!(ExecEvent, argv_len), ARGV_LEN, widen).map(Record::Exec),
         KIND_CONNECT_DONE => view(bytes, kind).map(Record::ConnectDone),
         KIND_ACCEPT => view(bytes, kind).map(Record::Accept),
         KIND_EXIT => view(bytes, kind).map(Record::Exit),
@@ -123,6 +177,7 @@ pub fn as_bytes<T: Pod>(value: &T) -> &[u8] {
 mod tests {
     use super::*;
     use crate::*;
+    use std::mem::offset_of;
 
     /// An 8-byte aligned copy of `bytes`, as the ring buffer gives them.
     fn aligned(bytes: &[u8]) -> Vec<u64> {
@@ -156,7 +211,7 @@ mod tests {
     fn decodes_an_open_in_place() {
         let e = open_event("/etc/shadow");
         let words = aligned(as_bytes(&e));
-        match decode(bytes_of(&words, size_of::<OpenEvent>())).unwrap() {
+        match decode(bytes_of(&words, size_of::<OpenEvent>()), &mut Widen::new()).unwrap() {
             Record::Open(o) => {
                 assert_eq!(o.path(), b"/etc/shadow");
                 assert_eq!(o.h.comm(), b"cat");
@@ -170,13 +225,12 @@ mod tests {
     fn every_truncation_is_an_error_not_a_panic() {
         let e = open_event("/tmp/x");
         let words = aligned(as_bytes(&e));
-        for len in 0..size_of::<OpenEvent>() {
-            let err = decode(bytes_of(&words, len)).unwrap_err();
+        let fixed = offset_of!(OpenEvent, path);
+        for len in 0..fixed + 6 {
+            let err = decode(bytes_of(&words, len), &mut Widen::new()).unwrap_err();
             if len >= 4 {
-                assert_eq!(
-                    err,
-                    DecodeError::NotEnoughBytes { kind: KIND_OPEN, need: size_of::<OpenEvent>(), got: len }
-                );
+                let need = if len < fixed { fixed } else { fixed + 6 };
+                assert_eq!(err, DecodeError::NotEnoughBytes { kind: KIND_OPEN, need, got: len });
             }
         }
     }
@@ -186,7 +240,7 @@ mod tests {
         let mut e = open_event("/x");
         e.h.kind = 99;
         let words = aligned(as_bytes(&e));
-        let err = decode(bytes_of(&words, size_of::<OpenEvent>())).unwrap_err();
+        let err = decode(bytes_of(&words, size_of::<OpenEvent>()), &mut Widen::new()).unwrap_err();
         assert_eq!(err, DecodeError::UnknownKind(99));
 
         // a valid record starting 4 bytes into an aligned buffer
@@ -195,7 +249,44 @@ mod tests {
         shifted.extend_from_slice(as_bytes(&e));
         let words = aligned(&shifted);
         let raw = bytes_of(&words, shifted.len());
-        assert_eq!(decode(&raw[4..]).unwrap_err(), DecodeError::Misaligned);
+        assert_eq!(decode(&raw[4..], &mut Widen::new()).unwrap_err(), DecodeError::Misaligned);
+    }
+
+    #[test]
+    fn an_open_sent_at_its_length_is_widened() {
+        let e = open_event("/etc/shadow");
+        let words = aligned(as_bytes(&e));
+        let sent = offset_of!(OpenEvent, path) + "/etc/shadow".len() + 1;
+        let mut widen = Widen::new();
+        // what an earlier, longer record left behind is not read as this one's
+        widen.0.fill(b'x');
+        match decode(bytes_of(&words, sent), &mut widen).unwrap() {
+            Record::Open(o) => {
+                assert_eq!(o.path(), b"/etc/shadow");
+                assert_eq!(o.h.pid, 42);
+                assert!(o.path[sent - offset_of!(OpenEvent, path)..].iter().all(|&b| b == 0));
+            }
+            other => panic!("decoded {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_exec_sent_at_its_length_is_widened() {
+        let mut x: ExecEvent = zeroed();
+        x.h.kind = KIND_EXEC;
+        let argv = b"ls\0-l\0";
+        x.argv[..argv.len()].copy_from_slice(argv);
+        x.argv_len = argv.len() as u32;
+        x.argc = 2;
+        let words = aligned(as_bytes(&x));
+        let sent = offset_of!(ExecEvent, argv) + argv.len();
+        let mut widen = Widen::new();
+        match decode(bytes_of(&words, sent), &mut widen).unwrap() {
+            Record::Exec(e) => assert_eq!(e.args().collect::<Vec<_>>(), vec![&b"ls"[..], b"-l"]),
+            other => panic!("decoded {other:?}"),
+        }
+        let err = decode(bytes_of(&words, sent - 1), &mut widen).unwrap_err();
+        assert_eq!(err, DecodeError::NotEnoughBytes { kind: KIND_EXEC, need: sent, got: sent - 1 });
     }
 
     #[test]

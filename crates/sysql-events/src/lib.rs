@@ -10,7 +10,7 @@
 
 mod decode;
 
-pub use decode::{as_bytes, decode, zeroed, DecodeError, Pod, Record};
+pub use decode::{as_bytes, decode, zeroed, DecodeError, Pod, Record, Widen};
 
 /// Sizes, offsets and `#define`s as the C compiler sees them (build.rs).
 pub mod c_layout {

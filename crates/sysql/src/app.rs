@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use sysql_capture::{Capture, CaptureConfig, CaptureFilter, Links, SetupError};
+use sysql_capture::{Capture, CaptureConfig, CaptureFilter, Hooks, Links, SetupError};
 use sysql_engine::query::{Policy, QueryError, QuerySession};
 use sysql_engine::redact::ArgvRedaction;
 use sysql_engine::{Engine, EngineConfig, Ingest};
@@ -40,6 +40,14 @@ struct Request {
     reply: oneshot::Sender<()>,
     /// Also make the rows still waiting for a later record (a clean stop).
     finish: bool,
+}
+
+/// What running live queries read, for the kernel's filter (history off):
+/// `KEY=VALUE` terms, each an alternative of its key (none: the capture
+/// filter alone). Replied to once the kernel applies it.
+struct Narrowing {
+    terms: Vec<String>,
+    reply: oneshot::Sender<()>,
 }
 
 impl Running {
@@ -138,6 +146,23 @@ pub fn start_with(
         None => Engine::new(engine_config),
     };
     engine.stats().set_kernel_filter(filter.describe_tables());
+    // With no history kept, the kernel need capture only what running live
+    // queries read (sysql_engine::capture_need).
+    let (narrower, narrowings) = mpsc::unbounded_channel::<Narrowing>();
+    if args.history.is_zero() && engine.store().is_none() {
+        engine.capture_needs().activate(Box::new(move |terms| {
+            let terms = terms
+                .iter()
+                .flatten()
+                .flat_map(|(key, values)| values.iter().map(move |v| format!("{}={v}", key.name())))
+                .collect();
+            let (reply, applied) = oneshot::channel();
+            let _ = narrower.send(Narrowing { terms, reply });
+            Box::pin(async move {
+                let _ = applied.await;
+            })
+        }));
+    }
     let (requester, requests) = mpsc::channel(16);
     let syncs = requester.clone();
     engine.set_sync(Box::new(move || {
@@ -153,8 +178,9 @@ pub fn start_with(
     let syscalls = capture.syscalls_traced().len();
     let since = SystemTime::now();
     let ingest = engine.ingest();
+    let narrowing = (filter.clone(), narrowings);
     rt.spawn(async move {
-        if let Err(e) = read_loop(capture, ingest, requests).await {
+        if let Err(e) = read_loop(capture, ingest, requests, narrowing).await {
             eprintln!("sysql: capture stopped: {e:#}");
         }
     });
@@ -165,6 +191,7 @@ async fn read_loop(
     mut capture: Capture,
     mut ingest: Ingest,
     mut requests: mpsc::Receiver<Request>,
+    (filter, mut narrowings): (CaptureFilter, mpsc::UnboundedReceiver<Narrowing>),
 ) -> anyhow::Result<()> {
     let stats = ingest_stats(&ingest);
     let mut last_loss = std::time::Instant::now();
@@ -175,15 +202,20 @@ async fn read_loop(
         // events late.
         let started = now_ns();
         tokio::select! {
-            n = capture.read(POLL, READ_BATCH, |rec| ingest.push(rec)) => {
+            n = async { capture.read(POLL, READ_BATCH, &mut |rec| ingest.push(rec)).await } => {
                 if n.context("reading the ring buffer")? < READ_BATCH {
                     ingest.drained_at(started);
                 }
             }
             Some(request) = requests.recv() => {
+                // A live query that ended before this request lifted its
+                // narrowing: the request sees the filter without it.
+                if let Ok(first) = narrowings.try_recv() {
+                    apply_narrowings(&mut capture, &filter, first, &mut narrowings, &stats);
+                }
                 // Read everything that was in the ring at the request (and no
                 // more: a storm may refill it as fast as it is read), then publish.
-                capture.catch_up(|rec| ingest.push(rec));
+                capture.catch_up(&mut |rec| ingest.push(rec));
                 if request.finish {
                     ingest.finish_payloads();
                 } else {
@@ -193,6 +225,9 @@ async fn read_loop(
                 stats.set_kernel_filtered(capture.kernel_filtered()?);
                 let _ = request.reply.send(());
             }
+            Some(first) = narrowings.recv() => {
+                apply_narrowings(&mut capture, &filter, first, &mut narrowings, &stats);
+            }
         }
         ingest.tick(now_ns());
         if last_loss.elapsed() >= LOSS_REFRESH {
@@ -201,6 +236,41 @@ async fn read_loop(
             last_loss = std::time::Instant::now();
         }
     }
+}
+
+/// Applies the latest of the narrowings waiting (`first` and those after
+/// it) and answers them all.
+fn apply_narrowings(
+    capture: &mut Capture,
+    filter: &CaptureFilter,
+    first: Narrowing,
+    waiting: &mut mpsc::UnboundedReceiver<Narrowing>,
+    stats: &sysql_engine::Stats,
+) {
+    let mut latest = first;
+    let mut replies = Vec::new();
+    while let Ok(next) = waiting.try_recv() {
+        replies.push(std::mem::replace(&mut latest, next).reply);
+    }
+    narrow(capture, filter, &latest.terms, stats);
+    replies.push(latest.reply);
+    for reply in replies {
+        let _ = reply.send(());
+    }
+}
+
+/// Sets the kernel's filter to the capture filter narrowed to `terms`; if
+/// the kernel refuses it, keeps the capture filter (and says so).
+fn narrow(capture: &mut Capture, filter: &CaptureFilter, terms: &[String], stats: &sysql_engine::Stats) {
+    let mut applied = filter.narrowed(terms, capture.hooks() == Hooks::SyscallTable);
+    if let Err(e) = capture.set_filter(&applied) {
+        eprintln!("sysql: the kernel filter stays as it was given: narrowing it to what live queries read failed: {e}");
+        applied = filter.clone();
+        if let Err(e) = capture.set_filter(&applied) {
+            eprintln!("sysql: restoring the capture filter: {e}");
+        }
+    }
+    stats.set_kernel_filter_now(applied.describe_tables());
 }
 
 fn ingest_stats(ingest: &Ingest) -> std::sync::Arc<sysql_engine::Stats> {

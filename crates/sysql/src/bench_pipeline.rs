@@ -15,6 +15,7 @@
 
 use nix::time::{clock_gettime, ClockId};
 use std::fmt::Write as _;
+use std::mem::offset_of;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sysql_engine::{Engine, EngineConfig};
@@ -149,10 +150,17 @@ impl Pool {
         let mut total = 0;
         let mut i = 0u32;
         while total < POOL_BYTES {
+            // at the length the kernel sends each kind
             let rec = match table {
-                Table::Opens => as_bytes(&open(i)).to_vec(),
+                Table::Opens => {
+                    let e = open(i);
+                    as_bytes(&e)[..offset_of!(OpenEvent, path) + e.path_len as usize + 1].to_vec()
+                }
                 Table::Connects => as_bytes(&connect(i)).to_vec(),
-                _ => as_bytes(&exec(i)).to_vec(),
+                _ => {
+                    let e = exec(i);
+                    as_bytes(&e)[..offset_of!(ExecEvent, argv) + e.argv_len as usize].to_vec()
+                }
             };
             total += rec.len().next_multiple_of(8);
             records.push(rec);

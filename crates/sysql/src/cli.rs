@@ -74,7 +74,7 @@ pub struct Args {
     pub query_memory: u64,
 
     /// Kernel ring buffer size (a power of two).
-    #[arg(long, value_name = "BYTES", default_value = "32MiB", value_parser = parse_size, global = true)]
+    #[arg(long, value_name = "BYTES", default_value = "16MiB", value_parser = parse_size, global = true)]
     pub ring_size: u64,
 
     /// Capture no socket payloads at all: the http_requests, db_queries and

@@ -412,9 +412,14 @@ impl QuerySession {
                 } else {
                     let stream = execute_stream(physical, task).map_err(|e| self.error(&e))?;
                     match &plan {
-                        LogicalPlan::Explain(_) if !prepared.notices.is_empty() => {
-                            explain_with_filters(stream, self.kernel_filter_rows(&tables_read(&plan)))
-                                .map_err(|e| self.error(&e))?
+                        LogicalPlan::Explain(explain) => {
+                            let mut rows = self.kernel_filter_rows(&tables_read(&plan));
+                            rows.extend(self.live_capture_rows(&explain.plan).map_err(|e| self.error(&e))?);
+                            if rows.is_empty() {
+                                stream
+                            } else {
+                                explain_with_filters(stream, rows).map_err(|e| self.error(&e))?
+                            }
                         }
                         _ => stream,
                     }
@@ -470,6 +475,38 @@ impl QuerySession {
             engine: self.engine.clone(),
             qualifier: self.qualifier.clone(),
         })
+    }
+
+    /// When running live scans narrow the capture (history off), `(live
+    /// table, what the kernel captures for it while the query runs)` for
+    /// each live scan of `plan`, from its WHERE clause as the optimizer
+    /// hands it to the scan.
+    fn live_capture_rows(&self, plan: &LogicalPlan) -> datafusion::error::Result<Vec<(String, String)>> {
+        if !self.engine.capture_needs().active() {
+            return Ok(Vec::new());
+        }
+        let optimized = self.ctx.state().optimize(plan)?;
+        let mut rows = Vec::new();
+        optimized.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                let live = source_as_provider(&scan.source).is_ok_and(|p| p.is::<LiveTable>());
+                let table = crate::Table::ALL.into_iter().find(|t| t.name() == scan.table_name.table());
+                if let (true, Some(table)) = (live, table) {
+                    let need = crate::capture_need::Need::from_filters(table, &scan.filters).describe();
+                    let what = if need.is_empty() {
+                        "every event (no condition the kernel can apply)".into()
+                    } else {
+                        format!("only {need}")
+                    };
+                    rows.push((
+                        format!("live.{}", table.name()),
+                        format!("{what}, while the query runs (history is off)"),
+                    ));
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        Ok(rows)
     }
 
     /// `(table, filter)` for each table in `tables` whose capture is filtered.
