@@ -1,8 +1,8 @@
 //! The shell as a psql or DuckDB user meets it, typed into at a real
 //! terminal (a pseudo-terminal of a known size): expanded display, NULL
-//! display, row limits, `\watch`, `\chart`, `\o`, `\e`, `\conninfo`; and
-//! scripts that stop at their first error. Needs root (sysql loads its
-//! kernel programs).
+//! display, row limits, `\watch`, `\chart` and the `bar` format, `\o`, `\e`,
+//! `\conninfo`, the pager and a live query's status line; and scripts that
+//! stop at their first error. Needs root (sysql loads its kernel programs).
 
 mod common;
 
@@ -132,7 +132,7 @@ fn watch_repeats_until_ctrl_c() {
 }
 
 #[test]
-fn chart_of_counted_opens() {
+fn chart_and_bars_of_counted_opens() {
     let dir = TempDir::new("shell-chart");
     let d = dir.path().display().to_string();
     let mut shell = Typist::spawn(sysql());
@@ -152,9 +152,101 @@ fn chart_of_counted_opens() {
     // 80 columns: the longest bar is 50 wide, the others in proportion (eighths of a column).
     let expected = format!("a  {} 4\nb  {} 2\nc  {}▌ 1\n", "█".repeat(50), "█".repeat(25), "█".repeat(12));
     shell.expect(&expected);
-    let (status, stdout, stderr) = shell.quit();
+
+    // The bar format draws the same bars for every result, with its footer.
+    shell.line("\\pset format bar");
+    shell.expect("Output format is bar.\n");
+    shell.line(&format!(
+        "SELECT replace(path, '{d}/', '') AS file, count(*) AS n FROM opens \
+         WHERE path LIKE '{d}/%' GROUP BY path ORDER BY n DESC;"
+    ));
+    shell.expect(&format!("{expected}3 row(s) fetched.\n"));
+    // Nothing to label the bars with: a table, and a line on stderr says why.
+    shell.line("SELECT 7 AS n;");
+    shell.expect("+---+\n| n |\n+---+\n| 7 |\n+---+\n1 row(s) fetched.\n");
+    let (status, _, stderr) = shell.quit();
     assert_eq!(status.code(), Some(0), "{stderr}");
-    assert!(stdout.contains(&format!("\\chart\n{expected}")) || stdout.contains(&expected));
+    assert_eq!(
+        said(&stderr),
+        ["sysql: the bar format needs a text column and a number column, and the result has n Int64; shown as a table"]
+    );
+
+    // --format bar, from the command line, fits 80 columns without a terminal.
+    let out = sysql()
+        .args(["-q", "--format", "bar", "-c", "SELECT * FROM (VALUES ('x', 2), ('y', 1)) AS t(k, n)"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("x  {} 2\ny  {} 1\n", "█".repeat(50), "█".repeat(25)));
+}
+
+/// At a terminal of 24 rows, a result taller than the screen goes through
+/// `$PAGER`, exactly as it would have been printed, and a shorter one
+/// straight to the screen.
+#[test]
+fn pager_shows_what_is_taller_than_the_screen() {
+    let dir = TempDir::new("shell-pager");
+    let d = dir.path().display().to_string();
+    let paged = dir.join("paged");
+    let mut cmd = sysql();
+    // A pager that keeps everything it is given.
+    cmd.env("PAGER", format!("cat >> '{}'", paged.display()));
+    let mut shell = Typist::spawn_terminal(cmd, 80, 24);
+    // On by default; once it says so, capture is running.
+    shell.line("\\pset pager on");
+    shell.expect("Pager usage is on.\n");
+    for i in 1..=30 {
+        let _ = std::fs::File::open(dir.join(&format!("f{i:02}")));
+    }
+    let query = format!("SELECT replace(path, '{d}/', '') AS file FROM opens WHERE path LIKE '{d}/f%' ORDER BY file");
+    let table = |n: usize| {
+        let rows: String = (1..=n).map(|i| format!("| f{i:02}  |\n")).collect();
+        format!("+------+\n| file |\n+------+\n{rows}+------+\n")
+    };
+
+    // 7 lines fit above the prompt.
+    shell.line(&format!("{query} LIMIT 3;"));
+    shell.expect(&format!("{}3 row(s) fetched.\n", table(3)));
+    assert!(!paged.exists(), "a short result went through the pager");
+
+    // 34 lines do not: the pager has them, the screen only the footer.
+    shell.line(&format!("{query};"));
+    shell.expect("30 row(s) fetched.\n");
+    assert_eq!(std::fs::read_to_string(&paged).unwrap_or_default(), table(30), "what the pager got");
+    assert!(!text(&shell.seen).contains("| f30  |"), "the screen shows the paged rows");
+    let (status, stdout, _) = shell.quit();
+    assert_eq!(status.code(), Some(0), "{stdout}");
+}
+
+/// Under a live window query at a terminal, the status line draws the
+/// events of each window: bursts of 1, 2 and 4 opens, each in a window of
+/// its own, are `▁▃█`.
+#[test]
+fn live_status_line_draws_events_per_window() {
+    let dir = TempDir::new("shell-spark");
+    let d = dir.path().display().to_string();
+    let mut shell = Typist::spawn_terminal(sysql(), 80, 24);
+    shell.line(&format!(
+        "SELECT window_start, count(*) AS n FROM live.opens WHERE path LIKE '{d}/%' \
+         GROUP BY tumble(ts, INTERVAL '1 second');"
+    ));
+    // The status line is redrawn every half second from the loop that reads
+    // the rows: by its second drawing the query reads them.
+    shell.expect("-- live: ");
+    shell.expect("-- live: ");
+    for (burst, n) in [1, 2, 4].into_iter().enumerate() {
+        for i in 0..n {
+            let _ = std::fs::File::open(dir.join(&format!("{burst}-{i}")));
+        }
+        // Its window closed: the next burst is in a later one.
+        shell.expect(&format!(" | {n} |\n"));
+    }
+    shell.expect(", 3 rows out, ");
+    shell.expect("per window ▁▃█ (Ctrl-C stops)");
+    shell.interrupt();
+    shell.expect("3 row(s) fetched.\n");
+    let (status, stdout, _) = shell.quit();
+    assert_eq!(status.code(), Some(0), "{stdout}");
 }
 
 /// A live table's rows line up with the header above them, over 100 rows

@@ -107,13 +107,15 @@ pub fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
 }
 
 /// A shell typed into at a terminal (stdin is a pseudo-terminal; stdout and
-/// stderr are pipes), driven as a person would: wait for the prompt, type a
-/// line. A shell keeps history only for what is typed at a terminal.
+/// stderr are pipes, or the terminal too with [`Typist::spawn_terminal`]),
+/// driven as a person would: wait for the prompt, type a line. A shell keeps
+/// history only for what is typed at a terminal.
 pub struct Typist {
     pub child: std::process::Child,
     keyboard: std::fs::File,
     out: std::sync::mpsc::Receiver<Vec<u8>>,
-    /// Everything the shell has printed on stdout so far.
+    /// Everything the shell has printed on stdout (and on stderr, when that
+    /// is the terminal) so far.
     pub seen: Vec<u8>,
     /// Where in `seen` the last prompt waited for ended.
     mark: usize,
@@ -126,31 +128,53 @@ impl Typist {
     }
 
     /// At a terminal of `columns` and `rows`.
-    pub fn spawn_sized(mut cmd: std::process::Command, columns: u16, rows: u16) -> Typist {
-        use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    pub fn spawn_sized(cmd: std::process::Command, columns: u16, rows: u16) -> Typist {
+        Typist::start(cmd, columns, rows, false)
+    }
+
+    /// With stdin, stdout and stderr all at a terminal of `columns` and
+    /// `rows`, as a person runs it: what needs a terminal to show (the pager,
+    /// the status line of a live query) shows, and both outputs are read in
+    /// [`Typist::seen`]. The terminal passes output through unchanged (no
+    /// `\n` to `\r\n`).
+    pub fn spawn_terminal(cmd: std::process::Command, columns: u16, rows: u16) -> Typist {
+        Typist::start(cmd, columns, rows, true)
+    }
+
+    fn start(mut cmd: std::process::Command, columns: u16, rows: u16, all: bool) -> Typist {
+        use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, OutputFlags, SetArg};
         use std::io::Read;
+        use std::process::Stdio;
         let size = nix::pty::Winsize { ws_row: rows, ws_col: columns, ws_xpixel: 0, ws_ypixel: 0 };
         let pty = nix::pty::openpty(Some(&size), None).expect("a pseudo-terminal");
         let mut attrs = tcgetattr(&pty.slave).unwrap();
         attrs.local_flags.remove(LocalFlags::ECHO);
+        attrs.output_flags.remove(OutputFlags::OPOST);
         tcsetattr(&pty.slave, SetArg::TCSANOW, &attrs).unwrap();
-        let mut child = cmd
-            .stdin(std::process::Stdio::from(pty.slave))
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdout = child.stdout.take().unwrap();
+        let keyboard = std::fs::File::from(pty.master);
+        if all {
+            cmd.stdout(Stdio::from(pty.slave.try_clone().unwrap())).stderr(Stdio::from(pty.slave.try_clone().unwrap()));
+        } else {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        }
+        let mut child = cmd.stdin(Stdio::from(pty.slave)).spawn().unwrap();
+        // Our copies of the terminal's end close with `cmd`: reading the
+        // other end then ends when the shell does.
+        drop(cmd);
+        let mut output: Box<dyn Read + Send> = match child.stdout.take() {
+            Some(stdout) => Box::new(stdout),
+            None => Box::new(keyboard.try_clone().unwrap()),
+        };
         let (tx, out) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf) {
+            while let Ok(n) = output.read(&mut buf) {
                 if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
                     break;
                 }
             }
         });
-        Typist { child, keyboard: std::fs::File::from(pty.master), out, seen: Vec::new(), mark: 0 }
+        Typist { child, keyboard, out, seen: Vec::new(), mark: 0 }
     }
 
     /// Waits (at most 60 s) until stdout shows `needle` after the last mark.
@@ -207,11 +231,13 @@ impl Typist {
     }
 
     /// Waits for the shell to end and returns the exit status, stdout and
-    /// stderr.
+    /// stderr (empty when stderr is the terminal: it is in stdout).
     pub fn finish(mut self) -> (std::process::ExitStatus, String, String) {
         use std::io::Read;
         let mut err = String::new();
-        self.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            stderr.read_to_string(&mut err).unwrap();
+        }
         let status = self.child.wait().unwrap();
         while let Ok(chunk) = self.out.recv_timeout(std::time::Duration::from_secs(5)) {
             self.seen.extend(chunk);

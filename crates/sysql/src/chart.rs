@@ -1,6 +1,7 @@
-//! Pictures of results in the terminal: `\chart` draws a result's first text column against its
-//! first number column as horizontal bars, and [`sparkline`] draws a series on one line (the
-//! events per window of a live window query, in its status line).
+//! Pictures of results in the terminal: [`bars`] draws a result's first text column against its
+//! first number column as horizontal bars (for `\chart` and the `bar` output format), and
+//! [`sparkline`] draws a series on one line (the events per window of a live window query, in
+//! its status line).
 
 use std::fmt::Write as _;
 
@@ -9,6 +10,8 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, SchemaRef};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
+/// The width bars are fitted to when output goes to no terminal.
+pub const DEFAULT_WIDTH: usize = 80;
 /// The longest a bar gets, in columns: longer bars say no more and wrap on narrow terminals.
 const MAX_BAR: usize = 50;
 /// Labels longer than this are cut (with `…`).
@@ -16,7 +19,8 @@ const MAX_LABEL: usize = 30;
 /// A bar's end, in eighths of a column.
 const EIGHTHS: [char; 8] = [' ', '▏', '▎', '▍', '▌', '▋', '▊', '▉'];
 
-/// Why a result cannot be drawn.
+/// Why a result cannot be drawn, as the rest of a sentence whose subject is what draws it
+/// ("\chart needs ...", "the bar format needs ...").
 #[derive(Debug, PartialEq, Eq)]
 pub struct NoChart(pub String);
 
@@ -41,19 +45,19 @@ pub fn bars(
     let (Some(text), Some(number)) = (text, number) else {
         let names: Vec<String> = fields.iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect();
         return Err(NoChart(format!(
-            "\\chart needs a text column and a number column, and the last result has {}",
+            "needs a text column and a number column, and the result has {}",
             if names.is_empty() { "no columns".to_string() } else { names.join(", ") }
         )));
     };
     let options = FormatOptions::new().with_null(null);
+    let unreadable = |e: datafusion::arrow::error::ArrowError| NoChart(format!("cannot read the result: {e}"));
     let mut rows: Vec<(String, Option<f64>, String)> = Vec::new();
     for batch in batches {
-        let labels = cast(batch.column(text), &DataType::Utf8).map_err(|e| NoChart(e.to_string()))?;
+        let labels = cast(batch.column(text), &DataType::Utf8).map_err(unreadable)?;
         let labels = labels.as_string::<i32>();
-        let values = cast(batch.column(number), &DataType::Float64).map_err(|e| NoChart(e.to_string()))?;
+        let values = cast(batch.column(number), &DataType::Float64).map_err(unreadable)?;
         let values = values.as_primitive::<Float64Type>();
-        let shown =
-            ArrayFormatter::try_new(batch.column(number).as_ref(), &options).map_err(|e| NoChart(e.to_string()))?;
+        let shown = ArrayFormatter::try_new(batch.column(number).as_ref(), &options).map_err(unreadable)?;
         for row in 0..batch.num_rows() {
             let label = if labels.is_null(row) { null.to_string() } else { cut(labels.value(row)) };
             let value = (!values.is_null(row)).then(|| values.value(row)).filter(|v| v.is_finite());
@@ -159,7 +163,7 @@ mod tests {
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1]))]).unwrap();
         assert_eq!(
             bars(&schema, &[batch], 80, None, "NULL").unwrap_err().0,
-            "\\chart needs a text column and a number column, and the last result has n Int64"
+            "needs a text column and a number column, and the result has n Int64"
         );
     }
 

@@ -49,11 +49,11 @@ pub struct Args {
     #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
     pub capture_for: Option<Duration>,
 
-    /// Output format.
+    /// Output format: table, csv, json, ndjson or bar.
     #[arg(long, value_name = "FORMAT", default_value = "table", global = true)]
     pub format: Format,
 
-    /// Print at most this many rows of a result (table format); the shell's
+    /// Print at most this many rows of a result (table or bar format); the shell's
     /// default is 40 (`\maxrows` changes it), -c and -f print every row.
     #[arg(long, value_name = "N", global = true)]
     pub maxrows: Option<usize>,

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use sysql_engine::query::{ErrorKind, Kind, QueryError};
 
 use crate::backend::{Backend, Rows};
-use crate::print::{Printer, StreamPrinter};
+use crate::print::{Format, Printer, StreamPrinter};
 use crate::signals::{Counts, Sig, Signals};
 use crate::status::StatusLine;
 use crate::terminal::Pager;
@@ -160,9 +160,9 @@ async fn run_statement(
     }
 }
 
-/// Prints a bounded result: tables are aligned over all rows, so they are
-/// held (and count towards the statement's memory) until the end; the
-/// machine formats are printed batch by batch.
+/// Prints a bounded result: tables are aligned over all rows and bars scaled
+/// to the largest value, so they are held (and count towards the statement's
+/// memory) until the end; the machine formats are printed batch by batch.
 async fn bounded_result(
     mut rows: Rows,
     printer: &Printer,
@@ -171,8 +171,8 @@ async fn bounded_result(
     since: Counts,
     start: Instant,
 ) -> Result<usize, ExecError> {
-    let table = printer.format == crate::print::Format::Table;
-    let hold = table || opts.keep.is_some();
+    let whole = printer.format.for_people();
+    let hold = whole || opts.keep.is_some();
     let mut held: Vec<RecordBatch> = Vec::new();
     let mut streamed = StreamPrinter::new(printer, rows.schema.clone());
     let mut count = 0;
@@ -190,11 +190,11 @@ async fn bounded_result(
             }
             held.push(batch.clone());
         }
-        if !table {
+        if !whole {
             streamed.push(out, &batch)?;
         }
     }
-    if table {
+    if whole {
         let text = printer.render(&rows.schema, &held)?;
         match opts.pager {
             Some(pager) if pager.needed(&text) => pager.show(&text, out).map_err(ExecError::Output)?,
@@ -221,6 +221,9 @@ async fn stream(
     since: Counts,
     start: Instant,
 ) -> Result<usize, ExecError> {
+    if printer.format == Format::Bar {
+        eprintln!("sysql: bars are scaled to the largest value, which a live result never knows: shown as a table");
+    }
     let mut printer_state = StreamPrinter::new(printer, rows.schema.clone());
     let mut status = StatusLine::new(backend.engine().cloned());
     let interrupt = opts.signals.after(since, opts.cancel_on);
@@ -292,7 +295,6 @@ fn window_events(batch: &RecordBatch) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::print::Format;
     use sysql_engine::query::{Policy, QuerySession};
     use sysql_engine::{Engine, EngineConfig};
 

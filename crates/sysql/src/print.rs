@@ -1,4 +1,5 @@
-//! Output formats for query results: aligned tables, CSV, JSON and newline-delimited JSON.
+//! Output formats for query results: aligned tables, horizontal bars, CSV, JSON and
+//! newline-delimited JSON.
 //!
 //! Every format renders into memory first and then writes to the caller's writer in one go, so
 //! an I/O failure (a closed pipe) surfaces as a plain [`std::io::Error`] the caller can recognise.
@@ -8,8 +9,12 @@
 //! goes to that same writer; for `csv`, `json` and `ndjson` it goes to stderr so that machine
 //! output stays clean when redirected.
 //!
-//! Timestamps are written as RFC 3339 in UTC: zoned timestamps in their zone (`…Z` for UTC) and
-//! zone-less ones, which sysql treats as UTC, with an explicit `Z`.
+//! Timestamps are written as RFC 3339. In the machine formats they keep every digit their value
+//! has, zoned ones in their zone (`…Z` for UTC) and zone-less ones, which sysql treats as UTC,
+//! with an explicit `Z`. Tables show each column's timestamps at one precision, with a zone
+//! only when the type has one ([`timestamps`]).
+
+mod timestamps;
 
 use std::fmt;
 use std::io::Write;
@@ -19,7 +24,7 @@ use std::time::Duration;
 use anyhow::Result;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::csv::WriterBuilder as CsvWriterBuilder;
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::json::writer::LineDelimited;
 use datafusion::arrow::json::WriterBuilder as JsonWriterBuilder;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -40,6 +45,17 @@ pub enum Format {
     Json,
     /// One JSON object per line.
     NdJson,
+    /// The first text column against the first number column as horizontal bars (`\chart`'s).
+    Bar,
+}
+
+impl Format {
+    /// Whether the format is for people: a complete result is laid out as a whole (aligned, or
+    /// scaled to its largest value) and its footer goes with it; the machine formats stream
+    /// rows and send the footer to stderr.
+    pub fn for_people(self) -> bool {
+        matches!(self, Format::Table | Format::Bar)
+    }
 }
 
 /// The error for a format name that [`Format::from_str`] does not know.
@@ -48,7 +64,7 @@ pub struct UnknownFormat(pub String);
 
 impl fmt::Display for UnknownFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown format '{}': expected table, csv, json or ndjson", self.0)
+        write!(f, "unknown format '{}': expected table, csv, json, ndjson or bar", self.0)
     }
 }
 
@@ -63,6 +79,7 @@ impl FromStr for Format {
             "csv" => Ok(Format::Csv),
             "json" => Ok(Format::Json),
             "ndjson" | "nd-json" => Ok(Format::NdJson),
+            "bar" => Ok(Format::Bar),
             _ => Err(UnknownFormat(s.to_string())),
         }
     }
@@ -75,6 +92,7 @@ impl fmt::Display for Format {
             Format::Csv => "csv",
             Format::Json => "json",
             Format::NdJson => "ndjson",
+            Format::Bar => "bar",
         })
     }
 }
@@ -115,9 +133,10 @@ pub struct Printer {
     pub quiet: bool,
     /// Rows across or as records, in `table` format.
     pub expanded: Expanded,
-    /// How a NULL shows in `table` format (machine formats have their own).
+    /// How a NULL shows in `table` and `bar` format (machine formats have their own).
     pub null: String,
-    /// The terminal's width in columns, when output goes to one (for [`Expanded::Auto`]).
+    /// The terminal's width in columns, when output goes to one (for [`Expanded::Auto`], and
+    /// the length of bars).
     pub width: Option<usize>,
 }
 
@@ -137,8 +156,10 @@ impl Default for Printer {
 
 impl Printer {
     /// Writes a complete (bounded) result. An empty result in `table` format is the header with
-    /// no rows, in `csv` the header line, in `json` `[]`, in `ndjson` nothing. A result without
-    /// columns (the answer to DDL such as `CREATE VIEW`) prints nothing.
+    /// no rows, in `csv` the header line, in `json` `[]`, in `ndjson` and `bar` nothing. A result
+    /// without columns (the answer to DDL such as `CREATE VIEW`) prints nothing. A result that
+    /// `bar` cannot draw (no text or no number column) is shown as a table, under a line on
+    /// stderr that says why.
     pub fn print_batches(&self, out: &mut dyn Write, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<()> {
         let text = self.render(schema, batches)?;
         out.write_all(&text)?;
@@ -151,7 +172,7 @@ impl Printer {
         if schema.fields().is_empty() {
             return Ok(Vec::new());
         }
-        if self.format != Format::Table {
+        if !self.format.for_people() {
             let mut stream = StreamPrinter::new(self, schema.clone());
             let mut buf = Vec::new();
             for batch in batches {
@@ -159,6 +180,14 @@ impl Printer {
             }
             stream.finish(&mut buf)?;
             return Ok(buf);
+        }
+        if self.format == Format::Bar {
+            let width = self.width.unwrap_or(crate::chart::DEFAULT_WIDTH);
+            match crate::chart::bars(schema, batches, width, self.maxrows, &self.null) {
+                Ok(bars) => return Ok(bars.into_bytes()),
+                // The rows are still worth seeing.
+                Err(e) => eprintln!("sysql: the bar format {e}; shown as a table"),
+            }
         }
 
         let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
@@ -177,6 +206,7 @@ impl Printer {
             // The pretty printer takes its header from the first batch.
             visible.push(RecordBatch::new_empty(schema.clone()));
         }
+        let visible = timestamps::shortest(&visible);
         let options = self.format_options();
         let mut text = String::new();
         let across = match self.expanded {
@@ -226,7 +256,7 @@ impl Printer {
             return Ok(());
         }
         let line = self.footer(rows, elapsed);
-        if self.format == Format::Table {
+        if self.format.for_people() {
             writeln!(out, "{line}\n")?;
             out.flush()?;
         } else {
@@ -289,11 +319,12 @@ fn cells(batch: &RecordBatch, options: &FormatOptions<'_>) -> Result<Vec<Vec<Str
 
 /// Prints batches of an unbounded (live) result as they arrive.
 ///
-/// `table` prints the header once, with columns as wide as the first batch needs (timestamps as
-/// wide as their unit allows), and then rows as they come, aligned to those widths. A later value
+/// `table` prints the header once, with columns as wide as the first batch needs (timestamps with
+/// every digit of their unit), and then rows as they come, aligned to those widths. A later value
 /// too long for its column widens the column, and the header is printed again above that row, so
 /// that every row lines up with the header above it. Expanded display prints each row as a
-/// record; [`Expanded::Auto`] decides on the first batch.
+/// record; [`Expanded::Auto`] decides on the first batch. `bar` prints a table too: bars are
+/// scaled to the largest value, which a stream that never ends never knows.
 /// `csv` prints the header once, `json` opens the array on the first row and closes it in
 /// [`StreamPrinter::finish`], `ndjson` prints one line per row.
 #[derive(Debug)]
@@ -311,7 +342,8 @@ pub struct StreamPrinter {
 impl StreamPrinter {
     /// A printer for a result with `schema` in the format of `printer`.
     pub fn new(printer: &Printer, schema: SchemaRef) -> Self {
-        let widths = schema.fields().iter().map(|f| f.name().chars().count().max(min_width(f.data_type()))).collect();
+        let widths =
+            schema.fields().iter().map(|f| f.name().chars().count().max(timestamps::width(f.data_type()))).collect();
         StreamPrinter {
             format: printer.format,
             schema,
@@ -336,7 +368,7 @@ impl StreamPrinter {
         }
         let mut buf = Vec::new();
         match self.format {
-            Format::Table => self.push_table(&mut buf, batch)?,
+            Format::Table | Format::Bar => self.push_table(&mut buf, batch)?,
             Format::Csv => {
                 CsvWriterBuilder::new()
                     .with_header(!self.started)
@@ -368,8 +400,8 @@ impl StreamPrinter {
         }
         let mut buf = Vec::new();
         match self.format {
-            Format::Table if self.expanded == Expanded::On => {}
-            Format::Table => {
+            Format::Table | Format::Bar if self.expanded == Expanded::On => {}
+            Format::Table | Format::Bar => {
                 if !self.started {
                     self.write_header(&mut buf)?;
                 }
@@ -390,6 +422,7 @@ impl StreamPrinter {
 
     fn push_table(&mut self, buf: &mut Vec<u8>, batch: &RecordBatch) -> Result<()> {
         let options = format_options(Format::Table).with_null(&self.null);
+        let batch = &timestamps::at_unit(batch);
         let rows = cells(batch, &options)?;
         if !self.started {
             for row in &rows {
@@ -454,20 +487,6 @@ impl StreamPrinter {
         }
         writeln!(buf, "{line}")?;
         Ok(())
-    }
-}
-
-/// The widest a value of this type usually prints, for types whose width varies from row to row
-/// (a timestamp drops trailing zero digits of its fraction); 0 when the data decides.
-fn min_width(data_type: &DataType) -> usize {
-    match data_type {
-        DataType::Timestamp(unit, _) => match unit {
-            TimeUnit::Second => "2023-11-14T22:13:20Z".len(),
-            TimeUnit::Millisecond => "2023-11-14T22:13:20.123Z".len(),
-            TimeUnit::Microsecond => "2023-11-14T22:13:20.123456Z".len(),
-            TimeUnit::Nanosecond => "2023-11-14T22:13:20.123456789Z".len(),
-        },
-        _ => 0,
     }
 }
 
@@ -536,26 +555,45 @@ mod tests {
 
     #[test]
     fn format_names_round_trip() {
-        for name in ["table", "csv", "json", "ndjson"] {
+        for name in ["table", "csv", "json", "ndjson", "bar"] {
             assert_eq!(name.parse::<Format>().unwrap().to_string(), name);
         }
         assert_eq!("nd-json".parse::<Format>().unwrap(), Format::NdJson);
         assert_eq!("CSV".parse::<Format>().unwrap(), Format::Csv);
         assert_eq!(
             "xml".parse::<Format>().unwrap_err().to_string(),
-            "unknown format 'xml': expected table, csv, json or ndjson"
+            "unknown format 'xml': expected table, csv, json, ndjson or bar"
         );
     }
 
     #[test]
+    fn bars_draw_the_first_text_column_against_the_first_number_column() {
+        // 26 columns: the labels (11), the values (2) and their gaps (3) leave 10 for a bar.
+        let p = Printer { format: Format::Bar, width: Some(26), ..Printer::default() };
+        let text = String::from_utf8(p.render(&schema(), &[batch()]).unwrap()).unwrap();
+        assert_eq!(text, format!("/etc/passwd  {} 1\nNULL         {} 42\n", "▎", "█".repeat(10)));
+        // Without a text column the rows show as a table (and stderr says why).
+        let numbers = batch().project(&[0]).unwrap();
+        let table = String::from_utf8(p.render(&numbers.schema(), &[numbers]).unwrap()).unwrap();
+        assert_eq!(table, "+-----+\n| pid |\n+-----+\n| 1   |\n| 42  |\n+-----+\n");
+        // A live result in `bar` is a table: bars scale to a largest value it never knows.
+        assert_eq!(stream(Format::Bar, &[batch()]), stream(Format::Table, &[batch()]));
+        let mut out = Vec::new();
+        p.print_footer(&mut out, 2, Duration::ZERO).unwrap();
+        assert_eq!(out, b"2 row(s) fetched.\n\n");
+    }
+
+    #[test]
     fn table() {
+        // One value has nanoseconds, so every value of the column shows nine digits; the type
+        // has no zone, so none shows.
         let expected = "\
-+-----+-------------+--------------------------------+
-| pid | path        | ts                             |
-+-----+-------------+--------------------------------+
-| 1   | /etc/passwd | 2023-11-14T22:13:20Z           |
-| 42  | NULL        | 2023-11-14T22:13:20.123456789Z |
-+-----+-------------+--------------------------------+
++-----+-------------+-------------------------------+
+| pid | path        | ts                            |
++-----+-------------+-------------------------------+
+| 1   | /etc/passwd | 2023-11-14T22:13:20.000000000 |
+| 42  | NULL        | 2023-11-14T22:13:20.123456789 |
++-----+-------------+-------------------------------+
 ";
         assert_eq!(render(Format::Table, &[batch()]), expected);
         // The streamed table looks the same when everything arrives in one batch.
@@ -563,16 +601,18 @@ mod tests {
     }
 
     #[test]
-    fn streamed_table_sizes_timestamps_for_nanoseconds() {
+    fn streamed_table_shows_every_digit_of_the_unit() {
         let text = stream(Format::Table, &[batch().slice(0, 1)]);
         let expected = "\
-+-----+-------------+--------------------------------+
-| pid | path        | ts                             |
-+-----+-------------+--------------------------------+
-| 1   | /etc/passwd | 2023-11-14T22:13:20Z           |
-+-----+-------------+--------------------------------+
++-----+-------------+-------------------------------+
+| pid | path        | ts                            |
++-----+-------------+-------------------------------+
+| 1   | /etc/passwd | 2023-11-14T22:13:20.000000000 |
++-----+-------------+-------------------------------+
 ";
         assert_eq!(text, expected);
+        // A bounded result of the same row needs no fraction.
+        assert!(render(Format::Table, &[batch().slice(0, 1)]).contains("| 2023-11-14T22:13:20 |"));
     }
 
     #[test]
@@ -585,7 +625,7 @@ mod tests {
 ";
         assert_eq!(render(Format::Table, &[]), expected);
         let streamed = stream(Format::Table, &[]);
-        assert_eq!(streamed.lines().nth(1), Some(format!("| pid | path | ts{} |", " ".repeat(28)).as_str()));
+        assert_eq!(streamed.lines().nth(1), Some(format!("| pid | path | ts{} |", " ".repeat(27)).as_str()));
         assert_eq!(streamed.lines().count(), 4);
     }
 
@@ -611,26 +651,26 @@ mod tests {
         .unwrap();
         let text = stream(Format::Table, &[first.clone(), batch(), first]);
         let expected = "\
-+-----+------+--------------------------------+
-| pid | path | ts                             |
-+-----+------+--------------------------------+
-| 1   | /a   | 1970-01-01T00:00:00Z           |
-+-----+-------------+--------------------------------+
-| pid | path        | ts                             |
-+-----+-------------+--------------------------------+
-| 1   | /etc/passwd | 2023-11-14T22:13:20Z           |
-| 42  | NULL        | 2023-11-14T22:13:20.123456789Z |
-| 1   | /a          | 1970-01-01T00:00:00Z           |
-+-----+-------------+--------------------------------+
++-----+------+-------------------------------+
+| pid | path | ts                            |
++-----+------+-------------------------------+
+| 1   | /a   | 1970-01-01T00:00:00.000000000 |
++-----+-------------+-------------------------------+
+| pid | path        | ts                            |
++-----+-------------+-------------------------------+
+| 1   | /etc/passwd | 2023-11-14T22:13:20.000000000 |
+| 42  | NULL        | 2023-11-14T22:13:20.123456789 |
+| 1   | /a          | 1970-01-01T00:00:00.000000000 |
++-----+-------------+-------------------------------+
 ";
         assert_eq!(text, expected);
     }
 
     fn expanded_text() -> String {
-        let rule = "-".repeat(24);
+        let rule = "-".repeat(23);
         format!(
-            "-[ RECORD 1 ]{rule}\npid  | 1\npath | /etc/passwd\nts   | 2023-11-14T22:13:20Z\n\
-             -[ RECORD 2 ]{rule}\npid  | 42\npath | NULL\nts   | 2023-11-14T22:13:20.123456789Z\n"
+            "-[ RECORD 1 ]{rule}\npid  | 1\npath | /etc/passwd\nts   | 2023-11-14T22:13:20.000000000\n\
+             -[ RECORD 2 ]{rule}\npid  | 42\npath | NULL\nts   | 2023-11-14T22:13:20.123456789\n"
         )
     }
 
@@ -645,19 +685,19 @@ mod tests {
         sp.finish(&mut out).unwrap();
         let streamed = String::from_utf8(out).unwrap();
         assert!(streamed.starts_with("-[ RECORD 1 ]----") && streamed.contains("\n-[ RECORD 2 ]----"), "{streamed}");
-        assert!(streamed.ends_with("ts   | 2023-11-14T22:13:20.123456789Z\n"), "{streamed}");
+        assert!(streamed.ends_with("ts   | 2023-11-14T22:13:20.123456789\n"), "{streamed}");
     }
 
     #[test]
     fn auto_expands_rows_wider_than_the_terminal() {
-        // The table is 54 columns wide.
+        // The table is 53 columns wide.
         let at = |width: Option<usize>| {
             let p = Printer { expanded: Expanded::Auto, width, ..Printer::default() };
             String::from_utf8(p.render(&schema(), &[batch()]).unwrap()).unwrap()
         };
-        assert!(at(Some(54)).starts_with("+-----+"));
+        assert!(at(Some(53)).starts_with("+-----+"));
         assert!(at(None).starts_with("+-----+"));
-        assert_eq!(at(Some(53)), expanded_text());
+        assert_eq!(at(Some(52)), expanded_text());
     }
 
     #[test]
@@ -713,14 +753,16 @@ pid,path,ts
         )]));
         let array = TimestampNanosecondArray::from(vec![1_700_000_000_000_000_000]).with_timezone("UTC");
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(array)]).unwrap();
-        let csv = printer(Format::Csv).render(&schema, &[batch]).unwrap();
+        let csv = printer(Format::Csv).render(&schema, &[batch.clone()]).unwrap();
         assert_eq!(String::from_utf8(csv).unwrap(), "ts\n2023-11-14T22:13:20Z\n");
+        let table = printer(Format::Table).render(&schema, &[batch]).unwrap();
+        assert!(String::from_utf8(table).unwrap().contains("| 2023-11-14T22:13:20Z |"));
     }
 
     #[test]
     fn no_columns_prints_nothing() {
         let empty = Arc::new(Schema::empty());
-        for format in [Format::Table, Format::Csv, Format::Json, Format::NdJson] {
+        for format in [Format::Table, Format::Csv, Format::Json, Format::NdJson, Format::Bar] {
             assert!(printer(format).render(&empty, &[]).unwrap().is_empty());
         }
     }

@@ -56,8 +56,9 @@ pub const COMMANDS: &[Command] = &[
         description: "show rows as records (auto: when a row is wider than the terminal)", handler: cmd_expanded,
     },
     Command {
-        name: "pset", args: "null <text> | pager [on|off]", choices: &["null", "pager"],
-        description: "how NULL shows; whether a long result goes through $PAGER", handler: cmd_pset,
+        name: "pset", args: "null|pager|format <value>", choices: &["null", "pager", "format"],
+        description: "how NULL shows; whether a long result goes through $PAGER (on|off); \\format",
+        handler: cmd_pset,
     },
     Command {
         name: "maxrows", args: "[N|off]", choices: &["off"],
@@ -68,7 +69,7 @@ pub const COMMANDS: &[Command] = &[
         handler: cmd_timing,
     },
     Command {
-        name: "format", args: "[table|csv|json|ndjson]", choices: &["table", "csv", "json", "ndjson"],
+        name: "format", args: "[table|csv|json|ndjson|bar]", choices: &["table", "csv", "json", "ndjson", "bar"],
         description: "show or set the output format", handler: cmd_format,
     },
     Command {
@@ -270,7 +271,9 @@ fn cmd_pset(shell: &mut Shell<'_>, args: &str) -> Result<Flow> {
             shell.pager = on_off("pset pager", value.trim(), shell.pager)?;
             println!("Pager usage is {}.", if shell.pager { "on" } else { "off" });
         }
-        _ => bail!("\\pset takes null <text> or pager [on|off]"),
+        // psql's spelling of \format
+        "format" => return cmd_format(shell, value.trim()),
+        _ => bail!("\\pset takes null <text>, pager [on|off] or format <table|csv|json|ndjson|bar>"),
     }
     Ok(Flow::Continue)
 }
@@ -365,9 +368,9 @@ fn cmd_chart(shell: &mut Shell<'_>, _args: &str) -> Result<Flow> {
     let Some(kept) = kept else {
         bail!("\\chart draws the last query's result, and none was kept (a live query's rows are not)");
     };
-    let width = crate::terminal::size().map_or(80, |(columns, _)| columns);
+    let width = crate::terminal::size().map_or(crate::chart::DEFAULT_WIDTH, |(columns, _)| columns);
     let text = crate::chart::bars(&kept.schema, &kept.batches, width, shell.printer.maxrows, &shell.printer.null)
-        .map_err(|e| anyhow!(e.0))?;
+        .map_err(|e| anyhow!("\\chart {e}"))?;
     shell.write_out(text.as_bytes())?;
     Ok(Flow::Continue)
 }
