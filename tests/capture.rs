@@ -417,8 +417,9 @@ fn with_history_off_live_queries_narrow_the_kernel_filter_to_what_they_read() {
 
     // EXPLAIN says what the kernel will capture while the query runs
     let explain = query(&rt, &ctx, &format!("EXPLAIN {sql}"));
-    let row =
-        vec!["kernel_filter".to_string(), format!("live.opens: {narrowed}, while the query runs (history is off)")];
+    let syscalls = "syscall in (creat, open, openat, openat2)";
+    let explained = format!("live.opens: {narrowed}, {syscalls}, while the query runs (history is off)");
+    let row = vec!["kernel_filter".to_string(), explained];
     assert!(explain.contains(&row), "{explain:?}");
     assert_eq!(filter_now(), None, "nothing runs: the capture is whole");
 
@@ -442,6 +443,10 @@ fn with_history_off_live_queries_narrow_the_kernel_filter_to_what_they_read() {
         assert!(std::time::Instant::now() < deadline, "the kernel filter never narrowed: {:?}", filter_now());
         std::thread::yield_now();
     }
+    // no syscall but the opens' is traced for it: connects are skipped whole
+    let connects = running.engine.stats().kernel_filter_now(Table::Connects).map(|f| f.to_string());
+    let only_opens = "only comm=sq-wanted, syscall=creat, syscall=open, syscall=openat, syscall=openat2";
+    assert_eq!(connects.as_deref(), Some(only_opens));
     // two opens the query reads; one of another program and one outside the
     // directory, which the kernel skips
     assert!(Command::new(&other).arg(dir.join("a")).status().unwrap().success());

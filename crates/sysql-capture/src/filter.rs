@@ -270,13 +270,7 @@ fn describe(only: &[Term], exclude: &[Term]) -> String {
 
 /// The tables a syscall's events go to.
 fn syscall_tables(name: &str) -> Vec<Table> {
-    match name {
-        "open" | "openat" | "openat2" | "creat" => vec![Table::Opens],
-        "connect" => vec![Table::Connects],
-        "accept" | "accept4" => vec![Table::Accepts],
-        "execve" | "execveat" => vec![Table::Execs],
-        _ => vec![Table::HttpRequests, Table::DbQueries, Table::DnsQueries],
-    }
+    Table::ALL.into_iter().filter(|t| t.syscalls().contains(&name)).collect()
 }
 
 /// The id of a cgroup v2 directory given by path: absolute in the cgroup2
@@ -391,5 +385,12 @@ mod tests {
         let free = CaptureFilter::default();
         assert_eq!(free.narrowed(&terms(&["comm=a", "comm=0123456789abcdefg"]), true), free);
         assert_eq!(free.narrowed(&[], true), free);
+    }
+
+    #[test]
+    fn every_traced_syscall_feeds_a_table() {
+        for sc in SYSCALLS {
+            assert!(!syscall_tables(sc.name).is_empty(), "{} feeds no table", sc.name);
+        }
     }
 }

@@ -9,6 +9,9 @@
 //! terms, which the kernel then applies; a scan that needs more widens the
 //! filter before it subscribes, so it misses nothing from its start.
 //!
+//! A scan also needs only the syscalls that feed its table (an open's
+//! `openat`, not a socket's `read`), unless its WHERE names some of them.
+//!
 //! The narrowing is conservative: a condition it cannot read (a function, a
 //! range, an `OR` across columns) constrains nothing, and a column is
 //! narrowed only when every running scan constrains it.
@@ -77,25 +80,25 @@ pub struct Need {
 }
 
 impl Need {
-    /// Every event of `table`.
+    /// Every event of `table`: the syscalls that feed it, with no condition.
     pub fn whole(table: Table) -> Need {
-        Need { table, terms: Terms::new() }
+        Need::from_filters(table, &[])
     }
 
     /// What a scan of `table` with these conjuncts of its WHERE clause
-    /// needs: each conjunct the kernel can apply constrains its key.
+    /// needs: the syscalls that feed the table (or those the WHERE names),
+    /// and each conjunct the kernel can apply constrains its key.
     pub fn from_filters(table: Table, filters: &[Expr]) -> Need {
-        let mut terms = Terms::new();
+        let own = table.syscalls().iter().map(|s| s.to_string()).collect();
+        let mut terms = Terms::from([(Key::Syscall, own)]);
         for conjunct in filters.iter().flat_map(split_and) {
             if let Some((key, values)) = alternatives(table, conjunct) {
-                match terms.get_mut(&key) {
-                    // two conditions on one key: either set is a safe
-                    // superset; keep the smaller
-                    Some(have) if have.len() <= values.len() => {}
-                    _ => {
-                        terms.insert(key, values);
-                    }
-                }
+                // two conditions on one key: both hold, so what both allow
+                let both = match terms.remove(&key) {
+                    Some(have) => have.intersection(&values).cloned().collect(),
+                    None => values,
+                };
+                terms.insert(key, both);
             }
         }
         Need { table, terms }
@@ -107,13 +110,14 @@ impl Need {
     }
 }
 
-/// `terms` as one line (empty when there are none).
+/// `terms` as one line: `comm=cat, syscall in (open, openat)` (empty when
+/// there are none).
 pub fn describe(terms: &Terms) -> String {
-    terms
-        .iter()
-        .map(|(k, values)| values.iter().map(|v| format!("{}={v}", k.name())).collect::<Vec<_>>().join(" or "))
-        .collect::<Vec<_>>()
-        .join(", ")
+    let one = |(k, values): (&Key, &BTreeSet<String>)| match values.len() {
+        1 => format!("{}={}", k.name(), values.first().expect("one value")),
+        _ => format!("{} in ({})", k.name(), values.iter().cloned().collect::<Vec<_>>().join(", ")),
+    };
+    terms.iter().map(one).collect::<Vec<_>>().join(", ")
 }
 
 /// What a set of scans needs together: a key stays only if every scan
@@ -303,22 +307,44 @@ mod tests {
     use super::*;
     use datafusion::prelude::{col, in_list, lit};
 
+    /// The need's terms but the table's own syscalls (shown apart, below).
     fn need(table: Table, filters: Vec<Expr>) -> String {
-        Need::from_filters(table, &filters).describe()
+        let mut terms = Need::from_filters(table, &filters).terms;
+        let own: BTreeSet<String> = table.syscalls().iter().map(|s| s.to_string()).collect();
+        if terms.get(&Key::Syscall) == Some(&own) {
+            terms.remove(&Key::Syscall);
+        }
+        describe(&terms)
+    }
+
+    #[test]
+    fn a_scan_needs_only_the_syscalls_of_its_table_or_those_it_names() {
+        let syscalls = |table, filters: Vec<Expr>| describe(&Need::from_filters(table, &filters).terms);
+        assert_eq!(syscalls(Table::Opens, vec![]), "syscall in (creat, open, openat, openat2)");
+        assert_eq!(syscalls(Table::Connects, vec![]), "syscall=connect");
+        assert_eq!(syscalls(Table::Opens, vec![col("syscall").eq(lit("openat"))]), "syscall=openat");
+        // a syscall that does not feed the table: nothing can match
+        assert_eq!(syscalls(Table::Opens, vec![col("syscall").eq(lit("connect"))]), "syscall in ()");
+        assert_eq!(
+            syscalls(Table::HttpRequests, vec![col("pid").eq(lit(1))]),
+            "syscall in (read, readv, recvfrom, recvmsg, sendmsg, sendto, write, writev)"
+        );
     }
 
     #[test]
     fn reads_the_conditions_the_kernel_can_apply() {
         assert_eq!(need(Table::Opens, vec![col("comm").eq(lit("cat"))]), "comm=cat");
         assert_eq!(need(Table::Opens, vec![lit(7u32).eq(col("pid"))]), "pid=7");
-        assert_eq!(need(Table::Opens, vec![in_list(col("uid"), vec![lit(0), lit(1000)], false)]), "uid=0 or uid=1000");
-        assert_eq!(need(Table::Opens, vec![col("comm").eq(lit("a")).or(col("comm").eq(lit("b")))]), "comm=a or comm=b");
+        assert_eq!(need(Table::Opens, vec![in_list(col("uid"), vec![lit(0), lit(1000)], false)]), "uid in (0, 1000)");
+        assert_eq!(need(Table::Opens, vec![col("comm").eq(lit("a")).or(col("comm").eq(lit("b")))]), "comm in (a, b)");
+        // two conditions on one key: what both allow
+        let both = vec![in_list(col("pid"), vec![lit(1), lit(2)], false), col("pid").eq(lit(2))];
+        assert_eq!(need(Table::Opens, both), "pid=2");
         assert_eq!(need(Table::Opens, vec![col("path").like(lit("/etc/%shadow"))]), "path=/etc/");
         assert_eq!(
             need(Table::Opens, vec![col("comm").eq(lit("cat")).and(col("cgroup_id").eq(lit(42u64)))]),
             "comm=cat, cgroup=42"
         );
-        assert_eq!(need(Table::Opens, vec![col("syscall").eq(lit("openat"))]), "syscall=openat");
     }
 
     #[test]
@@ -339,9 +365,17 @@ mod tests {
     fn scans_together_keep_only_what_each_constrains() {
         let a = Need::from_filters(Table::Opens, &[col("comm").eq(lit("a")), col("path").like(lit("/etc/%"))]);
         let b = Need::from_filters(Table::Connects, &[col("comm").eq(lit("b"))]);
-        assert_eq!(describe(&narrowing([&a]).unwrap()), "comm=a, path=/etc/");
-        assert_eq!(describe(&narrowing([&a, &b]).unwrap()), "comm=a or comm=b");
-        assert_eq!(describe(&narrowing([&a, &b, &Need::whole(Table::Exits)]).unwrap()), "");
+        let opens = "syscall in (creat, open, openat, openat2)";
+        assert_eq!(describe(&narrowing([&a]).unwrap()), format!("comm=a, path=/etc/, {opens}"));
+        assert_eq!(
+            describe(&narrowing([&a, &b]).unwrap()),
+            "comm in (a, b), syscall in (connect, creat, open, openat, openat2)"
+        );
+        // a window reads its whole table; exits come from no syscall
+        assert_eq!(
+            describe(&narrowing([&a, &b, &Need::whole(Table::Exits)]).unwrap()),
+            "syscall in (connect, creat, open, openat, openat2)"
+        );
         assert_eq!(narrowing([]), None);
     }
 
@@ -359,9 +393,15 @@ mod tests {
         drop(a);
         drop(b);
         let seen = seen.lock().unwrap().clone();
+        let opens = "syscall in (creat, open, openat, openat2)";
         assert_eq!(
             seen,
-            vec![Some("comm=a".to_string()), Some("comm=a or comm=b".to_string()), Some("comm=b".to_string()), None]
+            vec![
+                Some(format!("comm=a, {opens}")),
+                Some(format!("comm in (a, b), {opens}")),
+                Some(format!("comm=b, {opens}")),
+                None
+            ]
         );
     }
 }

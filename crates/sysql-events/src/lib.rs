@@ -48,6 +48,21 @@ impl Table {
         Table::Exits,
     ];
 
+    /// The traced syscalls whose events feed the table, by name (`exits`
+    /// come from the scheduler, no syscall).
+    pub fn syscalls(self) -> &'static [&'static str] {
+        match self {
+            Table::Opens => &["open", "openat", "openat2", "creat"],
+            Table::Connects => &["connect"],
+            Table::Accepts => &["accept", "accept4"],
+            Table::Execs => &["execve", "execveat"],
+            Table::Exits => &[],
+            Table::HttpRequests | Table::DbQueries | Table::DnsQueries => {
+                &["read", "write", "recvfrom", "sendto", "recvmsg", "sendmsg", "readv", "writev"]
+            }
+        }
+    }
+
     /// The SQL name of the table.
     pub fn name(self) -> &'static str {
         match self {
