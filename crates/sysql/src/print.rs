@@ -753,7 +753,7 @@ pid,path,ts
         )]));
         let array = TimestampNanosecondArray::from(vec![1_700_000_000_000_000_000]).with_timezone("UTC");
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(array)]).unwrap();
-        let csv = printer(Format::Csv).render(&schema, &[batch.clone()]).unwrap();
+        let csv = printer(Format::Csv).render(&schema, std::slice::from_ref(&batch)).unwrap();
         assert_eq!(String::from_utf8(csv).unwrap(), "ts\n2023-11-14T22:13:20Z\n");
         let table = printer(Format::Table).render(&schema, &[batch]).unwrap();
         assert!(String::from_utf8(table).unwrap().contains("| 2023-11-14T22:13:20Z |"));

@@ -275,8 +275,8 @@ mod tests {
     #[test]
     fn other_columns_and_unknown_zones_stay_as_they_are() {
         let b = nanos(&[at(0, 0)], Some("Not/AZone"));
-        assert_eq!(shortest(&[b.clone()])[0], b);
+        assert_eq!(shortest(std::slice::from_ref(&b))[0], b);
         let n = batch(Arc::new(datafusion::arrow::array::Int64Array::from(vec![1])));
-        assert_eq!(shortest(&[n.clone()])[0], n);
+        assert_eq!(shortest(std::slice::from_ref(&n))[0], n);
     }
 }
