@@ -11,13 +11,11 @@
 
 mod common;
 
-use common::agent::{text, BIN};
+use common::agent::{text, Agent, BIN};
 use common::TempDir;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap();
@@ -92,60 +90,28 @@ fn recording(dir: &Path, rows: usize, seed: u64) {
 
 /// An agent serving a recording to the fleet.
 struct Worker {
-    child: Child,
+    agent: Agent,
     addr: String,
-    _lines: mpsc::Receiver<String>,
 }
 
 impl Worker {
     fn start(data: &Path, certs: &Certs) -> Worker {
-        let mut child = Command::new(BIN)
-            .arg("--data")
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--data")
             .arg(data)
             .args(["agent", "--fleet-listen", "127.0.0.1:0"])
             .args(["--fleet-cert", &certs.path("server.crt"), "--fleet-key", &certs.path("server.key")])
-            .args(["--fleet-ca", &certs.path("ca.crt")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let err = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut said = vec![];
-        let addr = loop {
-            match lines.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) => {
-                    if let Some(rest) = line.split("fleet worker on ").nth(1) {
-                        break rest.split(' ').next().unwrap().to_string();
-                    }
-                    said.push(line);
-                }
-                Err(_) => panic!("the worker never said where it listens; it said {said:?}"),
-            }
-        };
-        Worker { child, addr, _lines: lines }
+            .args(["--fleet-ca", &certs.path("ca.crt")]);
+        // a recording's agent answers the fleet only: it has no socket
+        let agent = Agent::spawn(cmd, PathBuf::new(), "fleet worker on ");
+        let addr = agent.started.split("fleet worker on ").nth(1).and_then(|rest| rest.split(' ').next());
+        let addr = addr.expect("the worker says where it listens").to_string();
+        Worker { agent, addr }
     }
 
     /// SIGTERM, and wait until it is gone.
-    fn stop(mut self) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
-            .unwrap();
-        assert!(self.child.wait().unwrap().success());
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn stop(self) {
+        assert!(self.agent.stop().success());
     }
 }
 

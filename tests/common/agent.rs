@@ -26,17 +26,15 @@ impl Agent {
     /// Starts an agent on `dir/state` and `dir/sock` and waits until it answers.
     pub fn start(dir: &Path, extra: &[&str]) -> Agent {
         let socket = dir.join("sock");
-        let mut child = Command::new(BIN)
-            .arg("agent")
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .arg("--socket")
-            .arg(&socket)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("agent").arg("--state-dir").arg(dir.join("state")).arg("--socket").arg(&socket).args(extra);
+        Agent::spawn(cmd, socket, "answering on")
+    }
+
+    /// Runs `cmd` (an agent's command line, answering on `socket`) and waits
+    /// for the stderr line that says it is `ready`, kept in `started`.
+    pub fn spawn(mut cmd: Command, socket: PathBuf, ready: &str) -> Agent {
+        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         let err = child.stderr.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -48,7 +46,7 @@ impl Agent {
             }
         });
         let mut agent = Agent { child, lines, said: Vec::new(), socket, started: String::new() };
-        agent.started = agent.wait_for("answering on");
+        agent.started = agent.wait_for(ready);
         agent
     }
 
