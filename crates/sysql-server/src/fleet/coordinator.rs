@@ -172,7 +172,7 @@ impl Fleet {
         self.channels.lock().unwrap_or_else(|e| e.into_inner()).remove(url);
     }
 
-    /// Asks one host its version.
+    /// Asks one host its version: a host of another version is left out.
     async fn ask(&self, host: &Host) -> HostReport {
         let start = Instant::now();
         let asked = tokio::time::timeout(self.timeout, async {
@@ -183,16 +183,10 @@ impl Fleet {
         .await;
         let latency = start.elapsed().as_secs_f64() * 1e3;
         let (status, latency_ms, error) = match asked {
-            Ok(Ok(info)) if info.version == crate::VERSION => (Status::Ok, Some(latency), None),
-            Ok(Ok(info)) => {
-                let theirs = if info.version.is_empty() {
-                    "no sysql version".to_string()
-                } else {
-                    format!("sysql {}", info.version)
-                };
-                let error = format!("it runs {theirs}, this coordinator sysql {}", crate::VERSION);
-                (Status::Refused, Some(latency), Some(error))
-            }
+            Ok(Ok(info)) => match version_mismatch(&info.version, crate::VERSION) {
+                None => (Status::Ok, Some(latency), None),
+                Some(error) => (Status::Refused, Some(latency), Some(error)),
+            },
             Ok(Err(e)) => (Status::Unreachable, None, Some(e)),
             Err(_) => (Status::Unreachable, None, Some(format!("no answer within {:?}", self.timeout))),
         };
@@ -534,4 +528,33 @@ pub fn context(fleet: &Arc<Fleet>, engine: &Engine) -> Result<SessionContext, St
         .with_query_planner(Arc::new(Planner { inner, fleet: fleet.clone() }))
         .build();
     Ok(SessionContext::new_with_state(state))
+}
+
+/// Why a host that answers with `theirs` cannot serve a coordinator of
+/// version `ours` (plans and scans are only understood by the same sysql).
+fn version_mismatch(theirs: &str, ours: &str) -> Option<String> {
+    if theirs == ours {
+        return None;
+    }
+    let theirs = if theirs.is_empty() { "no sysql version".to_string() } else { format!("sysql {theirs}") };
+    Some(format!("it runs {theirs}, this coordinator sysql {ours}"))
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::version_mismatch;
+
+    #[test]
+    fn a_host_of_another_version_is_refused_with_both_versions() {
+        assert_eq!(version_mismatch("0.1.0", "0.1.0"), None);
+        assert_eq!(
+            version_mismatch("0.2.0", "0.1.0").as_deref(),
+            Some("it runs sysql 0.2.0, this coordinator sysql 0.1.0")
+        );
+        // a datafusion-distributed worker that is not sysql reports no version
+        assert_eq!(
+            version_mismatch("", "0.1.0").as_deref(),
+            Some("it runs no sysql version, this coordinator sysql 0.1.0")
+        );
+    }
 }
