@@ -204,9 +204,17 @@ fn a_live_query_streams_to_psql_and_ctrl_c_cancels_it() {
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(psql.id() as i32), nix::sys::signal::Signal::SIGINT)
                 .unwrap();
             let out = psql.wait_with_output().unwrap();
-            assert!(!out.status.success());
+            // Ctrl-C during a FETCH makes psql send a cancel request: the
+            // agent cancels the statement and psql fails with its error.
+            // Landing in the instant between two FETCHes, it makes psql
+            // stop fetching by itself and close the cursor (exit 0). Either
+            // way the live query ends on the agent (below).
             let err = text(&out.stderr);
-            assert!(err.contains("canceling statement due to user request"), "{err}");
+            if !out.status.success() {
+                assert!(err.contains("canceling statement due to user request"), "{err}");
+            } else {
+                assert!(err.is_empty(), "{err}");
+            }
         } else {
             psql.kill().unwrap();
             psql.wait().unwrap();
