@@ -407,8 +407,7 @@ fn with_history_off_live_queries_narrow_the_kernel_filter_to_what_they_read() {
     let d = dir.path().display().to_string();
     let wanted = compile_opener(&dir, "sq-wanted");
     let other = compile_opener(&dir, "sq-unwanted");
-    let args = sysql::cli::Args::parse_from(["sysql", "--history", "0"]);
-    let running = app::start(&rt, &args).unwrap_or_else(|e| panic!("capture tests need root and a BTF kernel: {e}"));
+    let running = start_filtered(&rt, &["--history", "0"]);
     let ctx = session(&running);
     let stats = running.engine.stats().clone();
     let filter_now = move || stats.kernel_filter_now(Table::Opens).map(|f| f.to_string());
