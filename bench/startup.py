@@ -9,6 +9,10 @@ holding all its attachments, and from the stop to its exit.
   every program is part of it).
 - sysql one-shot: `sysql --embedded -c "SELECT 1"`: exec to the answer on
   stdout, and the answer to the process's exit.
+- RSS idle: `VmRSS` (and its split, `tools.rss_detail_kb`) 1 s after the
+  attachments settled. `sysql` is a one-shot capture whose statement is
+  already planned (`-c ... --for 1h`); `sysql-agent` is `sysql agent`, the
+  always-on process, before any client asks it anything.
 
 Each figure is the median of `reps` runs on an otherwise idle machine.
 """
@@ -25,7 +29,8 @@ from report import median
 
 def _attach_and_stop(argv, env=None, line=None):
     """(seconds to the final attachment count, seconds to `line` on stderr or
-    None, seconds from SIGINT to exit, attachments)."""
+    None, seconds from SIGINT to exit, attachments, (VmRSS kB, its split) 1 s
+    after settling)."""
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     os.set_blocking(proc.stderr.fileno(), False)
@@ -54,6 +59,8 @@ def _attach_and_stop(argv, env=None, line=None):
         time.sleep(0.005)
     final = counts[-1][1] if counts else 0
     attached = next((t for t, n in counts if n == final), None)
+    time.sleep(1.0)
+    rss = (tools.status_kb(proc.pid, "VmRSS"), tools.rss_detail_kb(proc.pid)) if proc.poll() is None else (None, None)
     t1 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     try:
@@ -63,7 +70,7 @@ def _attach_and_stop(argv, env=None, line=None):
         proc.wait()
     stop = time.monotonic() - t1
     proc.stderr.close()
-    return attached, line_at, stop, final
+    return attached, line_at, stop, final, rss
 
 
 def _oneshot(sysql, env):
@@ -95,6 +102,10 @@ def measure(env, reps, available):
     if available.get("sysql"):
         plans.append(("sysql", [env.sysql, "--embedded", "-c", "SELECT 1", "--for", "1h"] + env.sysql_args,
                       base, "capturing since"))
+        state = os.path.join(env.workdir, "agent-state")
+        plans.append(("sysql-agent", [env.sysql, "agent", "--state-dir", state, "--socket",
+                                      os.path.join(env.workdir, "agent.sock")] + env.sysql_args,
+                      base, "capturing since"))
         tp = dict(base, SYSQL_HOOKS="tracepoints")
         plans.append(("sysql-tracepoints", [env.sysql, "--embedded", "-c", "SELECT 1", "--for", "1h"]
                       + env.sysql_args, tp, "capturing since"))
@@ -109,8 +120,11 @@ def measure(env, reps, available):
              "attached_s": median([r[0] for r in runs if r[0] is not None]),
              "ready_line_s": median([r[1] for r in runs if r[1] is not None]) if line else None,
              "stop_s": median([r[2] for r in runs]),
-             "attachments": runs[-1][3]}
-        if tool.startswith("sysql"):
+             "attachments": runs[-1][3],
+             "rss_idle_mb": median([r[4][0] / 1024 for r in runs if r[4][0]]),
+             "rss_idle_detail_mb": {k: median([r[4][1][k] / 1024 for r in runs if r[4][1] and r[4][1].get(k) is not None])
+                                    for k in ("anon", "file", "bpf_maps")}}
+        if tool in ("sysql", "sysql-tracepoints"):
             shots = [_oneshot(env.sysql, penv) for _ in range(reps)]
             e["oneshot_answer_s"] = median([s[0] for s in shots if s[0] is not None])
             e["oneshot_exit_after_answer_s"] = median([s[1] for s in shots])

@@ -155,8 +155,9 @@ def status_kb(pid, field):
 
 def rss_detail_kb(pid):
     """RSS split: anonymous memory, file pages (mostly the binary's code) and
-    BPF map and perf buffer mappings (a BPF ring buffer's data pages are
-    mapped twice, so a 32 MiB ring can count 64 MiB)."""
+    BPF map and perf buffer mappings (the kernel lets a BPF ring buffer's
+    data pages be mapped twice in a row, as libbpf does, so that a 32 MiB
+    ring counts 64 MiB; sysql maps them once)."""
     detail = {"anon": status_kb(pid, "RssAnon"), "file": status_kb(pid, "RssFile"), "bpf_maps": 0}
     try:
         name = ""

@@ -496,3 +496,31 @@ fn paths_of_every_length_come_back_exactly() {
         paths.iter().map(|p| vec![p[..p.len().min(255)].to_string(), (p.len() > 255).to_string()]).collect();
     assert_eq!(got, expected);
 }
+
+/// sysql maps the ring's data pages once, so a record that runs past the
+/// ring's end is read in two parts: with a 64 KiB ring, 600 opens of every
+/// path length wrap it several times, and each comes back whole.
+#[test]
+fn records_that_wrap_around_the_ring_come_back_whole() {
+    let rt = runtime();
+    // only the opener's events: the other tests' go to every capture's ring
+    let argv = ["sysql", "--history-memory", "256MiB", "--ring-size", "64KiB", "--capture-only", "comm=sq-wrap"];
+    let running = app::start(&rt, &sysql::cli::Args::parse_from(argv))
+        .unwrap_or_else(|e| panic!("capture tests need root and a BTF kernel: {e}"));
+    let dir = TempDir::new("wrap");
+    let opener = compile_opener(&dir, "sq-wrap");
+    let paths: Vec<String> = (0..600usize).map(|i| format!("{i:03}{}", "w".repeat(i * 7 % 252))).collect();
+    // batches of 30 (under 8 KiB of records), each read before the next
+    for batch in paths.chunks(30) {
+        assert!(Command::new(&opener).current_dir(dir.path()).args(batch).status().unwrap().success());
+        rt.block_on(running.sync());
+    }
+    let ctx = session(&running);
+    let got: Vec<String> = query(&rt, &ctx, "SELECT path FROM opens WHERE comm = 'sq-wrap' ORDER BY path")
+        .into_iter()
+        .map(|row| row[0].clone())
+        .collect();
+    let bytes: u64 = paths.iter().map(|p| 104 + p.len() as u64 + 1 + 8).sum();
+    assert!(bytes > 2 * (64 << 10), "the opens alone wrap the ring twice ({bytes} bytes)");
+    assert_eq!(got, paths);
+}

@@ -13,12 +13,14 @@ mod setup;
 mod syscalls;
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use aya::programs::tp_btf::BtfTracePointLink;
 use aya::programs::trace_point::TracePointLink;
 use aya::programs::{BtfTracePoint, TracePoint};
 use aya::{include_bytes_aligned, Btf, Ebpf, EbpfLoader};
+use std::os::fd::AsFd;
 use std::time::Duration;
+use sysql_events::ring::Ring;
 use sysql_events::TABLE_COUNT;
 use tokio::io::unix::AsyncFd;
 
@@ -170,7 +172,7 @@ impl Default for CaptureConfig {
 
 /// Loaded and attached programs, and the ring buffer they write to.
 pub struct Capture {
-    ring: AsyncFd<RingBuf<MapData>>,
+    ring: AsyncFd<Ring>,
     lost: PerCpuArray<MapData, u64>,
     tracepoints: Vec<&'static str>,
     ring_bytes: u32,
@@ -327,10 +329,15 @@ impl Capture {
             }
         }
 
-        let ring = RingBuf::try_from(ring).map_err(|e| SetupError::Load(format!("ring buffer: {e}")))?;
-        // AsyncFd owns the RingBuf, which owns the fd, so the fd outlives its
-        // registration: the I/O-safety concern behind the deprecation does not
-        // arise here, and `register` would need `unsafe` outside the decoder.
+        let aya::maps::Map::RingBuf(ring) = ring else {
+            return Err(SetupError::Load("map sysql_events is not a ring buffer".into()));
+        };
+        let ring = Ring::new(ring.fd().as_fd(), size as usize)
+            .map_err(|e| SetupError::Load(format!("cannot map the ring buffer: {e}")))?;
+        // AsyncFd owns the Ring, which owns (a duplicate of) the map's fd,
+        // so the fd outlives its registration: the I/O-safety concern behind
+        // the deprecation does not arise here, and `register` would need
+        // `unsafe` outside sysql-events.
         #[allow(deprecated)]
         let ring = AsyncFd::new(ring).map_err(|e| SetupError::Load(format!("ring buffer poll: {e}")))?;
         let lost = PerCpuArray::try_from(lost).map_err(|e| SetupError::Load(format!("loss counters: {e}")))?;
@@ -421,18 +428,7 @@ impl Capture {
     /// bytes (or emptying the ring) has read all of them. Under a storm that
     /// outruns the reader, an unbounded "read until empty" would never end.
     pub fn catch_up(&mut self, f: Reader<'_>) -> usize {
-        let budget = u64::from(self.ring_bytes);
-        let mut bytes = 0u64;
-        let mut n = 0;
-        let ring = self.ring.get_mut();
-        while bytes < budget {
-            let Some(item) = ring.next() else { break };
-            // Each record takes an 8-byte header and is padded to 8 bytes.
-            bytes += (item.len() as u64 + RECORD_HEADER + 7) & !7;
-            f(&item);
-            n += 1;
-        }
-        n
+        self.ring.get_mut().read(usize::MAX, u64::from(self.ring_bytes), f).records
     }
 
     /// Records the kernel could not reserve ring space for, per table
@@ -551,15 +547,6 @@ fn apply_filter(
     Ok(())
 }
 
-/// The kernel's ring buffer header before each record (BPF_RINGBUF_HDR_SZ).
-const RECORD_HEADER: u64 = 8;
-
-fn drain(ring: &mut RingBuf<MapData>, max: usize, f: Reader<'_>) -> usize {
-    let mut n = 0;
-    while n < max {
-        let Some(item) = ring.next() else { break };
-        f(&item);
-        n += 1;
-    }
-    n
+fn drain(ring: &mut Ring, max: usize, f: Reader<'_>) -> usize {
+    ring.read(max, u64::MAX, f).records
 }

@@ -1,4 +1,4 @@
-//! Reading records in place out of ring buffer bytes: the only `unsafe` in sysql.
+//! Reading records in place out of ring buffer bytes (with `ring`, the only `unsafe` in sysql).
 //!
 //! Ring buffer records are 8-byte aligned and every event struct is plain
 //! integers and byte arrays with explicit padding, so a length- and

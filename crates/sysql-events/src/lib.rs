@@ -7,8 +7,11 @@
 //!
 //! Reading records out of ring buffer bytes is [`decode`]: it never panics on
 //! short, garbled or misaligned input and says what was wrong instead.
+//! Reading them out of the kernel's ring is [`ring`]. These two modules hold
+//! sysql's only `unsafe`.
 
 mod decode;
+pub mod ring;
 
 pub use decode::{as_bytes, decode, zeroed, DecodeError, Pod, Record, Widen};
 
