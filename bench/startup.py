@@ -12,7 +12,9 @@ holding all its attachments, and from the stop to its exit.
 - RSS idle: `VmRSS` (and its split, `tools.rss_detail_kb`) 1 s after the
   attachments settled. `sysql` is a one-shot capture whose statement is
   already planned (`-c ... --for 1h`); `sysql-agent` is `sysql agent`, the
-  always-on process, before any client asks it anything.
+  always-on process, before any client asks it anything, and again 1 s after
+  it answered one query (`sysql --agent SOCKET -c ...`): the code a query
+  runs stays mapped.
 
 Each figure is the median of `reps` runs on an otherwise idle machine.
 """
@@ -27,10 +29,11 @@ import tools
 from report import median
 
 
-def _attach_and_stop(argv, env=None, line=None):
+def _attach_and_stop(argv, env=None, line=None, ask=None):
     """(seconds to the final attachment count, seconds to `line` on stderr or
     None, seconds from SIGINT to exit, attachments, (VmRSS kB, its split) 1 s
-    after settling)."""
+    after settling, and VmRSS kB 1 s after running the command `ask` (None
+    without one))."""
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     os.set_blocking(proc.stderr.fileno(), False)
@@ -61,6 +64,12 @@ def _attach_and_stop(argv, env=None, line=None):
     attached = next((t for t, n in counts if n == final), None)
     time.sleep(1.0)
     rss = (tools.status_kb(proc.pid, "VmRSS"), tools.rss_detail_kb(proc.pid)) if proc.poll() is None else (None, None)
+    rss_asked = None
+    if ask and proc.poll() is None:
+        asked = subprocess.run(ask, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+        if asked.returncode == 0:
+            time.sleep(1.0)
+            rss_asked = tools.status_kb(proc.pid, "VmRSS")
     t1 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     try:
@@ -70,7 +79,7 @@ def _attach_and_stop(argv, env=None, line=None):
         proc.wait()
     stop = time.monotonic() - t1
     proc.stderr.close()
-    return attached, line_at, stop, final, rss
+    return attached, line_at, stop, final, rss, rss_asked
 
 
 def _oneshot(sysql, env):
@@ -103,8 +112,8 @@ def measure(env, reps, available):
         plans.append(("sysql", [env.sysql, "--embedded", "-c", "SELECT 1", "--for", "1h"] + env.sysql_args,
                       base, "capturing since"))
         state = os.path.join(env.workdir, "agent-state")
-        plans.append(("sysql-agent", [env.sysql, "agent", "--state-dir", state, "--socket",
-                                      os.path.join(env.workdir, "agent.sock")] + env.sysql_args,
+        sock = os.path.join(env.workdir, "agent.sock")
+        plans.append(("sysql-agent", [env.sysql, "agent", "--state-dir", state, "--socket", sock] + env.sysql_args,
                       base, "capturing since"))
         tp = dict(base, SYSQL_HOOKS="tracepoints")
         plans.append(("sysql-tracepoints", [env.sysql, "--embedded", "-c", "SELECT 1", "--for", "1h"]
@@ -115,13 +124,17 @@ def measure(env, reps, available):
         plans.append(("opensnoop", [env.opensnoop], base, None))
     out = []
     for tool, argv, penv, line in plans:
-        runs = [_attach_and_stop(argv, penv, line) for _ in range(reps)]
+        ask = None
+        if tool == "sysql-agent":
+            ask = [env.sysql, "--agent", sock, "-c", "SELECT comm, count(*) FROM opens GROUP BY comm"]
+        runs = [_attach_and_stop(argv, penv, line, ask) for _ in range(reps)]
         e = {"tool": tool, "workload": "startup", "available": True,
              "attached_s": median([r[0] for r in runs if r[0] is not None]),
              "ready_line_s": median([r[1] for r in runs if r[1] is not None]) if line else None,
              "stop_s": median([r[2] for r in runs]),
              "attachments": runs[-1][3],
              "rss_idle_mb": median([r[4][0] / 1024 for r in runs if r[4][0]]),
+             "rss_after_query_mb": median([r[5] / 1024 for r in runs if r[5]]),
              "rss_idle_detail_mb": {k: median([r[4][1][k] / 1024 for r in runs if r[4][1] and r[4][1].get(k) is not None])
                                     for k in ("anon", "file", "bpf_maps")}}
         if tool in ("sysql", "sysql-tracepoints"):
