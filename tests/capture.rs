@@ -504,9 +504,7 @@ fn paths_of_every_length_come_back_exactly() {
 fn records_that_wrap_around_the_ring_come_back_whole() {
     let rt = runtime();
     // only the opener's events: the other tests' go to every capture's ring
-    let argv = ["sysql", "--history-memory", "256MiB", "--ring-size", "64KiB", "--capture-only", "comm=sq-wrap"];
-    let running = app::start(&rt, &sysql::cli::Args::parse_from(argv))
-        .unwrap_or_else(|e| panic!("capture tests need root and a BTF kernel: {e}"));
+    let running = start_filtered(&rt, &["--ring-size", "64KiB", "--capture-only", "comm=sq-wrap"]);
     let dir = TempDir::new("wrap");
     let opener = compile_opener(&dir, "sq-wrap");
     let paths: Vec<String> = (0..600usize).map(|i| format!("{i:03}{}", "w".repeat(i * 7 % 252))).collect();
