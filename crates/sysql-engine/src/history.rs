@@ -136,7 +136,9 @@ impl History {
         Some(e)
     }
 
-    /// Adds a batch, then enforces the memory cap.
+    /// Adds a batch, evicting first what it needs room for: the bytes held
+    /// stay under the memory cap at every moment, as `sysql_stats` may be
+    /// read at any time.
     pub fn insert(&self, table: Table, b: Batch) {
         if b.batch.num_rows() == 0 {
             return;
@@ -150,6 +152,7 @@ impl History {
             max_ts: b.max_ts,
             sealed: false,
         };
+        self.make_room(entry.bytes);
         {
             let mut q = self.lock(t);
             // Quiet tables flush small batches often: merge them into the
@@ -176,6 +179,7 @@ impl History {
                         self.add_used(t, entry.bytes);
                         q.push_back(entry);
                         drop(q);
+                        // a merge can come out a little larger than its parts
                         self.enforce_cap();
                         return;
                     }
@@ -189,7 +193,12 @@ impl History {
     }
 
     fn enforce_cap(&self) {
-        while self.used.load(Relaxed) > self.cap_bytes {
+        self.make_room(0);
+    }
+
+    /// Evicts until `bytes` more fit under the cap (or nothing is left).
+    fn make_room(&self, bytes: usize) {
+        while self.used.load(Relaxed).saturating_add(bytes) > self.cap_bytes {
             if !self.evict() {
                 break;
             }
@@ -276,5 +285,48 @@ impl History {
     /// Bytes held by all tables.
     pub fn used_bytes(&self) -> usize {
         self.used.load(Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::atomic::AtomicBool;
+
+    fn batch(rows: usize) -> Batch {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        let values = Int64Array::from_iter_values(0..rows as i64);
+        Batch { batch: RecordBatch::try_new(schema, vec![Arc::new(values)]).unwrap(), min_ts: 0, max_ts: 0 }
+    }
+
+    /// A reader on another thread never sees more bytes held than the cap,
+    /// not even while a batch goes in and an old one goes out.
+    #[test]
+    fn bytes_held_never_pass_the_cap() {
+        let one = batch(COMPACT_MIN_ROWS).batch.get_array_memory_size();
+        let cap = one * 10 + one / 2;
+        let history = Arc::new(History::new(i64::MAX, cap, Arc::new(Stats::default())));
+        let done = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (history, done) = (history.clone(), done.clone());
+            std::thread::spawn(move || {
+                let (mut max, mut reads) = (0, 0u64);
+                while !done.load(Relaxed) || reads == 0 {
+                    max = max.max(history.used_bytes());
+                    reads += 1;
+                }
+                max
+            })
+        };
+        for _ in 0..20_000 {
+            history.insert(Table::Opens, batch(COMPACT_MIN_ROWS));
+        }
+        done.store(true, Relaxed);
+        let max = reader.join().unwrap();
+        assert!(max <= cap, "{max} bytes held, cap {cap}");
+        assert_eq!(history.usage(Table::Opens).rows, 10 * COMPACT_MIN_ROWS as u64);
+        assert!(history.used_bytes() <= cap);
     }
 }
