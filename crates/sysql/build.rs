@@ -14,9 +14,11 @@
 //!   The kernel maps code 64 KiB around each page a process faults in, so code
 //!   run in scattered places keeps far more of the binary resident than its
 //!   size: grouped, the idle RSS falls by about 15 MB (docs/benchmarks.md,
-//!   "Code layout"). Symbol names depend on the compiler and on the versions in
-//!   `Cargo.lock`; a stale list only leaves code where it was, and the build
-//!   says so (regenerate it with `bench/text-order`).
+//!   "Code layout"). Symbol names depend on the compiler, on the versions in
+//!   `Cargo.lock` and, for functions LLVM renamed (`.llvm.` suffixes, about
+//!   15% of the list), on where the crates' sources are (`CARGO_HOME`); a
+//!   stale list only leaves code where it was, and the build says so
+//!   (regenerate it with `bench/text-order`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -118,7 +120,21 @@ fn stale(header: &[String], rustc: &str, lock: &Path) -> Vec<String> {
     if field("# Cargo.lock fnv1a64:") != lock_hash {
         why.push("Cargo.lock changed".into());
     }
+    // Functions LLVM renamed when it inlined them across codegen units carry
+    // a hash of their module, whose file paths name the crate's sources.
+    let home = cargo_home();
+    if field("# cargo home:") != home {
+        why.push(format!("made with the crates in {:?}, these are in {home:?}", field("# cargo home:")));
+    }
     why
+}
+
+/// Where cargo keeps the crates' sources: $CARGO_HOME, or ~/.cargo.
+fn cargo_home() -> String {
+    println!("cargo:rerun-if-env-changed=CARGO_HOME");
+    let home =
+        std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap_or_default()));
+    std::fs::canonicalize(&home).map(|p| p.display().to_string()).unwrap_or(home)
 }
 
 /// FNV-1a, 64 bits: bench/text-order computes the same.
